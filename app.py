@@ -30,7 +30,7 @@ AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".aac", ".opu
 
 def flow_config(
     *, port: int | None = None, host: str | None = None, workspace: str | None = None,
-    encoder: str | None = None,
+    encoder: str | None = None, models_dir: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """flow.yml as a dict, with the given values put in place of its own."""
     config = yaml.safe_load(FLOW_YML.read_text())
@@ -43,6 +43,8 @@ def flow_config(
         executors["indexer"]["workspace"] = str(Path(workspace).absolute())
     if encoder is not None:
         executors["encoder"]["uses_with"]["encoder"] = encoder
+    if models_dir is not None:
+        executors["encoder"]["uses_with"]["models_dir"] = str(Path(models_dir).absolute())
     return config
 
 
@@ -148,8 +150,9 @@ def _short(uri: str) -> str:
 
 def cmd_serve(args: argparse.Namespace) -> None:
     config = flow_config(
-        port=args.port, host=args.host, workspace=args.workspace, encoder=args.encoder
-    )
+        port=args.port, host=args.host, workspace=args.workspace, encoder=args.encoder,
+        models_dir=args.models_dir,
+    )  # fmt: skip
     with build_flow(config) as flow:
         print(f"serving on {base_url(config)} (Swagger UI: {base_url(config)}/docs)", flush=True)
         flow.block()
@@ -189,7 +192,9 @@ def cmd_models_download(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     """Start the flow, index toy-data/ and search with a few of its clips."""
-    config = flow_config(port=args.port, workspace=args.workspace, encoder=args.encoder)
+    config = flow_config(
+        port=args.port, workspace=args.workspace, encoder=args.encoder, models_dir=args.models_dir
+    )
     url = base_url(config)
     with build_flow(config):
         results = index_files(url, [str(ROOT / "toy-data")], batch_size=8, quiet=False)
@@ -221,6 +226,7 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--port", type=int, help="HTTP port (flow.yml: 8080)")
         sub.add_argument("--workspace", help="where the index lives (flow.yml: workspace/)")
         sub.add_argument("--encoder", choices=("auto", "vggish", "sfx"), help="flow.yml: auto")
+        sub.add_argument("--models-dir", help="where VGGish weights are (flow.yml: models/)")
     commands.choices["serve"].add_argument(
         "--host", help="address to listen on (flow.yml: 127.0.0.1; 0.0.0.0 exposes it)"
     )

@@ -134,8 +134,8 @@ class ChunkIndex:
         else:
             self._matrix = np.empty((0, self.dim or 0), dtype=np.float32)
         self._clip_of_row = table[:, 1].astype(np.int64)
-        self._starts = table[:, 2].astype(np.float32)
-        self._ends = table[:, 3].astype(np.float32)
+        self._starts = table[:, 2]
+        self._ends = table[:, 3]
         self._uris = dict(self._db.execute("SELECT id, uri FROM clips"))
         self._refresh_bounds()
 
@@ -269,10 +269,9 @@ class ChunkIndex:
             [self._clip_of_row]
             + [np.full(len(c.starts), r.clip_id, dtype=np.int64) for r, c in added]
         )
-        self._starts = np.concatenate([self._starts] + [c.starts for _, c in added]).astype(
-            np.float32
-        )
-        self._ends = np.concatenate([self._ends] + [c.ends for _, c in added]).astype(np.float32)
+        # Times stay float64, as SQLite stores them, so they read back identical after a restart.
+        self._starts = np.concatenate([self._starts] + [c.starts for _, c in added], dtype=float)
+        self._ends = np.concatenate([self._ends] + [c.ends for _, c in added], dtype=float)
         self._uris.update({r.clip_id: c.uri for r, c in added})  # type: ignore[union-attr]
         self._refresh_bounds()
 
