@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -19,27 +21,34 @@ SILENCE_PEAK = 1e-5
 
 
 def load_audio(
-    path: str | Path,
+    source: str | Path | bytes,
     *,
     sample_rate: int = SAMPLE_RATE,
     max_seconds: float | None = None,
     min_seconds: float = MIN_SECONDS,
+    label: str | None = None,
 ) -> np.ndarray:
-    """Decode ``path`` to mono float32 in [-1, 1] at ``sample_rate``.
+    """Decode ``source`` (a file path, or a whole file's bytes) to mono float32 at ``sample_rate``.
 
     WAV, FLAC, OGG/Vorbis and MP3 are read by libsndfile; anything else it cannot open (M4A/AAC,
     Opus, WMA, ...) goes through FFmpeg (PyAV). Channels are averaged, and the rate is converted
     with soxr's high-quality resampler. Only the first ``max_seconds`` are decoded when given.
 
+    Error messages start with ``label``, by default the path (or "uploaded audio" for bytes).
+
     Raises:
         AudioDecodeError: the file is not decodable audio, holds fewer than ``min_seconds`` of
             it, is silent, or contains NaN/Inf samples.
     """
-    path = Path(path)
+    path = label or ("uploaded audio" if isinstance(source, bytes) else str(source))
+
+    def opened() -> str | Path | BinaryIO:
+        return io.BytesIO(source) if isinstance(source, bytes) else source
+
     try:
-        samples, native_rate = _read_soundfile(path, max_seconds)
+        samples, native_rate = _read_soundfile(opened(), max_seconds)
     except sf.LibsndfileError:
-        samples, native_rate = _read_ffmpeg(path, max_seconds)
+        samples, native_rate = _read_ffmpeg(opened(), path, max_seconds)
     mono = samples.mean(axis=1, dtype=np.float32) if samples.ndim == 2 else samples
     if not np.isfinite(mono).all():
         raise AudioDecodeError(
@@ -57,17 +66,21 @@ def load_audio(
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
-def _read_soundfile(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int]:
-    with sf.SoundFile(path) as audio:
+def _read_soundfile(
+    source: str | Path | BinaryIO, max_seconds: float | None
+) -> tuple[np.ndarray, int]:
+    with sf.SoundFile(source) as audio:
         frames = -1 if max_seconds is None else int(max_seconds * audio.samplerate)
         return audio.read(frames, dtype="float32", always_2d=True), audio.samplerate
 
 
-def _read_ffmpeg(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int]:
+def _read_ffmpeg(
+    source: str | Path | BinaryIO, path: str, max_seconds: float | None
+) -> tuple[np.ndarray, int]:
     import av  # imported lazily: only formats libsndfile cannot read need it
 
     try:
-        with av.open(str(path)) as container:
+        with av.open(source if not isinstance(source, Path) else str(source)) as container:
             if not container.streams.audio:
                 raise AudioDecodeError(f"{path}: has no audio stream")
             stream = container.streams.audio[0]

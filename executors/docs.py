@@ -45,6 +45,11 @@ class AudioDoc(BaseDoc):
     uri: str | None = Field(
         None, description="Path of an audio file on the server", examples=["toy-data/dog_bark.wav"]
     )
+    audio_base64: str | None = Field(
+        None,
+        description="For /search: the bytes of an audio file, base64-encoded, instead of uri "
+        "(uri, if given, then only names the clip in messages)",
+    )
     duration: float | None = Field(None, description="Length of the decoded clip, seconds")
     clip_id: int | None = Field(None, description="Id of the clip in the index (after /index)")
     status: str | None = Field(

@@ -138,3 +138,20 @@ def test_vggish_without_weights_fails_at_start_naming_the_download_command(tmp_p
     assert result.returncode != 0
     output = " ".join((result.stdout + result.stderr).split())
     assert "app.py models download" in output
+
+
+def test_search_with_base64_audio_ranks_like_search_by_path(sfx_server, indexed):
+    import base64
+
+    query = toy_clips()[5]
+    [by_path] = sfx_server.post("search", [{"uri": str(query)}], limit=5)
+    encoded = base64.b64encode(query.read_bytes()).decode()
+    [by_bytes, broken] = sfx_server.post(
+        "search", [{"audio_base64": encoded, "uri": query.name}, {"audio_base64": "%%%"}], limit=5
+    )
+    assert [m["uri"] for m in by_bytes["matches"]] == [m["uri"] for m in by_path["matches"]]
+    assert by_bytes["matches"][0]["score"] >= 0.99
+    assert by_bytes.get("audio_base64") is None  # the upload is not echoed back
+    assert broken["status"] == "error" and "not valid base64" in broken["error"]
+    [refused] = sfx_server.post("index", [{"audio_base64": encoded}])
+    assert refused["status"] == "error" and "send uri, not audio_base64" in refused["error"]
