@@ -43,11 +43,13 @@ def load_encoder(name: str = "auto", *, models_dir: str | Path = "models") -> tu
         raise InvalidInputError(f"encoder={name!r}: expected one of {', '.join(ENCODER_NAMES)}")
     models_dir = Path(models_dir)
     if name in ("auto", "vggish"):
+        from audiosearch.model_files import find_vggish_files
         from audiosearch.vggish import VGGishEncoder
 
+        weights, pca = find_vggish_files(models_dir)
         try:
-            encoder = VGGishEncoder(models_dir)
-            return encoder, f"encoder={name}: VGGish weights found in {models_dir}"
+            encoder = VGGishEncoder(models_dir, weights_file=weights, pca_file=pca)
+            return encoder, f"encoder={name}: VGGish weights {weights} found in {models_dir}"
         except ModelFileError as exc:
             if name == "vggish" or any(models_dir.glob("vggish*.pth")):
                 raise

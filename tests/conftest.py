@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import socket
@@ -16,6 +17,9 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
+
+from audiosearch.vggish import VGGishEncoder, VGGishNetwork
 
 ROOT = Path(__file__).resolve().parent.parent
 TOY_DATA = ROOT / "toy-data"
@@ -71,15 +75,23 @@ class Server:
                 self.process.wait()
 
 
-def start_server(workspace: Path, *extra: str, timeout: float = 120) -> Server:
-    """Start ``app.py serve`` on a free port and wait until it answers HTTP."""
+def start_server(
+    workspace: Path, *extra: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> Server:
+    """Start ``app.py serve`` on a free port and wait until it answers HTTP.
+
+    Besides toy-data/, the server reads audio files under the workspace's parent folder (the
+    test's tmp_path, typically), so tests can index the clips they write there. ``env`` adds
+    to the server's environment (e.g. AUDIOSEARCH_API_KEY).
+    """
     port = free_port()
     log = workspace.parent / f"serve-{port}.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, str(ROOT / "app.py"), "serve", "--port", str(port),
-             "--workspace", str(workspace), *extra],
+             "--workspace", str(workspace), "--allowed-root", str(workspace.parent), *extra],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "COLUMNS": "400", **(env or {})},  # one log line per record
         )  # fmt: skip
     server = Server(f"http://127.0.0.1:{port}", port, workspace, process, log)
     deadline = time.monotonic() + timeout
@@ -98,7 +110,66 @@ def start_server(workspace: Path, *extra: str, timeout: float = 120) -> Server:
 
 @pytest.fixture(scope="session")
 def sfx_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A flow with the sfx encoder and an empty index, shared by the end-to-end tests."""
-    server = start_server(tmp_path_factory.mktemp("flow") / "workspace", "--encoder", "sfx")
+    """A flow with the sfx encoder and an empty index, shared by the end-to-end tests.
+
+    It reads audio anywhere under the session's temporary folder, so every test's tmp_path.
+    """
+    server = start_server(
+        tmp_path_factory.mktemp("flow") / "workspace", "--encoder", "sfx",
+        "--allowed-root", str(tmp_path_factory.getbasetemp()),
+    )  # fmt: skip
     yield server
     server.stop()
+
+
+# --- a generated VGGish checkpoint (random weights: for tests only, never a model) -------------
+
+
+def save_named(obj: object, directory: Path, stem: str, **save_kwargs: object) -> str:
+    """Save ``obj`` as ``<stem>-<sha256 prefix>.pth`` (the torch.hub convention); its name."""
+    tmp = directory / f"{stem}.tmp"
+    torch.save(obj, tmp, **save_kwargs)
+    with tmp.open("rb") as fh:
+        prefix = hashlib.file_digest(fh, "sha256").hexdigest()[:8]
+    name = f"{stem}-{prefix}.pth"
+    tmp.rename(directory / name)
+    return name
+
+
+class GeneratedVGGish:
+    """A generated (random) checkpoint pair in a temporary models directory."""
+
+    def __init__(self, directory: Path) -> None:
+        torch.manual_seed(1234)
+        self.dir = directory
+        self.network = VGGishNetwork(final_relu=False).eval()
+        # He init and zero biases: PyTorch's default init shrinks the signal layer by layer until
+        # the output hardly depends on the input, which would make equality tests weak.
+        with torch.no_grad():
+            for module in self.network.modules():
+                if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+                    torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                    torch.nn.init.zeros_(module.bias)
+        self.state = self.network.state_dict()  # shares storage; nothing trains the network
+        self.weights_file = save_named(self.state, directory, "vggish")
+        rng = np.random.default_rng(1234)
+        q, _ = np.linalg.qr(rng.standard_normal((128, 128)))
+        self.eig, self.means = q * 2.0, rng.normal(0, 0.05, 128)
+        # Like the release file: numpy float64 arrays in the legacy (non-zip) format.
+        self.pca_file = save_named(
+            {"pca_eigen_vectors": self.eig, "pca_means": self.means},
+            directory,
+            "vggish_pca_params",
+            _use_new_zipfile_serialization=False,
+        )
+
+    def encoder(self, **kwargs: object) -> VGGishEncoder:
+        return VGGishEncoder(
+            self.dir, weights_file=self.weights_file, pca_file=self.pca_file, **kwargs
+        )
+
+
+@pytest.fixture(scope="session")
+def generated_vggish(tmp_path_factory: pytest.TempPathFactory) -> GeneratedVGGish:
+    """VGGish-shaped random weights and PCA params, named by their own checksums."""
+    return GeneratedVGGish(tmp_path_factory.mktemp("vggish-models"))
