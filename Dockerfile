@@ -8,6 +8,8 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
+# Clients may name audio files under /data, where the sound library is mounted.
+ENV AUDIOSEARCH_ALLOWED_ROOTS=/data
 
 # The CPU build of torch comes from PyTorch's own index; PyPI's 2.13.0 is the multi-GB CUDA one.
 COPY requirements.txt requirements-nodeps.txt ./
@@ -24,6 +26,14 @@ RUN pip install --no-deps --no-build-isolation -e . \
  && useradd --create-home --uid 10001 audiosearch \
  && mkdir -p /app/workspace \
  && chown -R audiosearch:audiosearch /app/workspace /app/models
+
+# `python app.py export kubernetes|docker-compose` runs each executor from an image of its own,
+# built with these arguments (the export prints the commands); Jina starts it with
+# `jina executor --uses config.yml`.
+ARG EXECUTOR=""
+ARG PY_MODULE=""
+RUN if [ -n "$EXECUTOR" ]; then \
+      printf 'jtype: %s\npy_modules: [%s]\n' "$EXECUTOR" "$PY_MODULE" > config.yml; fi
 
 USER audiosearch
 VOLUME ["/app/models", "/app/workspace"]

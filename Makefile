@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo serve test lint bench-search toy-data
+.PHONY: setup demo serve test lint browser toy-data
 
 setup: $(VENV)/.installed
 
@@ -27,7 +27,13 @@ lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-test: lint
+# The browser tests drive Debian's Chromium through Playwright; no browser is ever downloaded.
+browser:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium for the browser tests (needs root)"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+test: lint browser
 	$(PY) -m pytest -q --timeout=600
 
 toy-data:

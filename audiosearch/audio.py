@@ -1,8 +1,15 @@
-"""Decode any common audio file to a mono float32 waveform at the service's sample rate."""
+"""Decode any common audio file to a mono float32 waveform at the service's sample rate.
+
+Files are decoded block by block: each block is averaged to mono and resampled as it arrives,
+so memory grows with the decoded 16 kHz audio only (never with the file's own rate or channel
+count), and decoding stops once ``max_seconds`` are in.
+"""
 
 from __future__ import annotations
 
 import io
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -18,6 +25,14 @@ SAMPLE_RATE = 16_000
 MIN_SECONDS = 0.1
 #: Peak amplitude under which a clip counts as silent (about -100 dBFS).
 SILENCE_PEAK = 1e-5
+#: The service decodes at most this much of a file (flow.yml: segmenter ``max_seconds``).
+MAX_SECONDS = 600.0
+#: Frames read per block, at the file's own rate: 1.4 s at 48 kHz.
+BLOCK_FRAMES = 65_536
+#: Audio that stops short of the length its header declares by more than this share (and by
+#: more than TRUNCATED_MIN_SECONDS) is a truncated file: a broken download or copy.
+TRUNCATED_SHARE = 0.1
+TRUNCATED_MIN_SECONDS = 0.5
 
 
 def load_audio(
@@ -32,80 +47,159 @@ def load_audio(
 
     WAV, FLAC, OGG/Vorbis and MP3 are read by libsndfile; anything else it cannot open (M4A/AAC,
     Opus, WMA, ...) goes through FFmpeg (PyAV). Channels are averaged, and the rate is converted
-    with soxr's high-quality resampler. Only the first ``max_seconds`` are decoded when given.
+    with soxr's high-quality resampler. Only the first ``max_seconds`` are decoded when given;
+    the rest of the file is never read.
 
     Error messages start with ``label``, by default the path (or "uploaded audio" for bytes).
 
     Raises:
-        AudioDecodeError: the file is not decodable audio, holds fewer than ``min_seconds`` of
-            it, is silent, or contains NaN/Inf samples.
+        AudioDecodeError: the file is empty, not decodable audio, truncated, holds fewer than
+            ``min_seconds`` of audio, is silent, or contains NaN/Inf samples.
     """
-    path = label or ("uploaded audio" if isinstance(source, bytes) else str(source))
+    label = label or ("uploaded audio" if isinstance(source, bytes) else str(source))
+    try:
+        size = len(source) if isinstance(source, bytes) else os.stat(source).st_size
+    except OSError as exc:
+        raise AudioDecodeError(f"{label}: cannot be read ({exc.strerror}); check the path") from exc
+    if size == 0:
+        raise AudioDecodeError(f"{label}: is an empty file (0 bytes); send a file with audio in it")
 
     def opened() -> str | Path | BinaryIO:
         return io.BytesIO(source) if isinstance(source, bytes) else source
 
+    def collector(native_rate: int) -> _MonoCollector:
+        return _MonoCollector(native_rate, sample_rate, max_seconds, label)
+
     try:
-        samples, native_rate = _read_soundfile(opened(), max_seconds)
+        mono = _read_soundfile(opened(), collector, label)
     except sf.LibsndfileError:
-        samples, native_rate = _read_ffmpeg(opened(), path, max_seconds)
-    mono = samples.mean(axis=1, dtype=np.float32) if samples.ndim == 2 else samples
-    if not np.isfinite(mono).all():
-        raise AudioDecodeError(
-            f"{path}: contains NaN or infinite samples; re-export it as ordinary PCM audio"
-        )
-    if native_rate != sample_rate and mono.size:
-        mono = soxr.resample(mono, native_rate, sample_rate, quality="HQ")
+        mono = _read_ffmpeg(opened(), collector, label)
     duration = mono.size / sample_rate
     if duration < min_seconds:
         raise AudioDecodeError(
-            f"{path}: holds {duration:.3f} s of audio; at least {min_seconds} s is needed"
+            f"{label}: holds {duration:.3f} s of audio; at least {min_seconds} s is needed, "
+            "send a longer clip"
         )
     if float(np.abs(mono).max()) < SILENCE_PEAK:
-        raise AudioDecodeError(f"{path}: is silent; there is nothing to index or search for")
-    return np.ascontiguousarray(mono, dtype=np.float32)
+        raise AudioDecodeError(
+            f"{label}: is silent (peak below -100 dBFS); there is nothing to index or search for"
+        )
+    return mono
+
+
+class _MonoCollector:
+    """Turns blocks of ``(frames, channels)`` samples at a file's rate into one mono waveform.
+
+    Each block is averaged to mono, checked for NaN/Inf and resampled as a stream (soxr's
+    streaming output equals its one-shot output), so only 16 kHz mono audio accumulates.
+    """
+
+    def __init__(
+        self, native_rate: int, sample_rate: int, max_seconds: float | None, label: str
+    ) -> None:
+        self.label = label
+        self.max_frames = None if max_seconds is None else round(max_seconds * native_rate)
+        self.frames = 0
+        self.native_rate = native_rate
+        self.blocks: list[np.ndarray] = []
+        self.stream = (
+            None
+            if native_rate == sample_rate
+            else soxr.ResampleStream(native_rate, sample_rate, 1, dtype="float32", quality="HQ")
+        )
+
+    @property
+    def full(self) -> bool:
+        """Whether ``max_seconds`` of audio are in."""
+        return self.max_frames is not None and self.frames >= self.max_frames
+
+    @property
+    def seconds(self) -> float:
+        """Audio taken so far, in seconds."""
+        return self.frames / self.native_rate
+
+    def add(self, block: np.ndarray) -> None:
+        """Take a ``(frames, channels)`` float32 block, or the part of it under the cap."""
+        if self.max_frames is not None:
+            block = block[: self.max_frames - self.frames]
+        mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+        if not np.isfinite(mono).all():
+            raise AudioDecodeError(
+                f"{self.label}: contains NaN or infinite samples; "
+                "re-export it as ordinary PCM audio"
+            )
+        self.frames += mono.shape[0]
+        mono = np.ascontiguousarray(mono, dtype=np.float32)
+        self.blocks.append(self.stream.resample_chunk(mono) if self.stream else mono)
+
+    def waveform(self) -> np.ndarray:
+        """Everything taken, as one contiguous float32 array at the service's rate."""
+        if self.stream:
+            self.blocks.append(self.stream.resample_chunk(np.zeros(0, np.float32), last=True))
+        return np.concatenate(self.blocks) if self.blocks else np.zeros(0, np.float32)
 
 
 def _read_soundfile(
-    source: str | Path | BinaryIO, max_seconds: float | None
-) -> tuple[np.ndarray, int]:
+    source: str | Path | BinaryIO, collector: Callable[[int], _MonoCollector], label: str
+) -> np.ndarray:
     with sf.SoundFile(source) as audio:
-        frames = -1 if max_seconds is None else int(max_seconds * audio.samplerate)
-        return audio.read(frames, dtype="float32", always_2d=True), audio.samplerate
+        mono = collector(audio.samplerate)
+        while not mono.full:
+            block = audio.read(BLOCK_FRAMES, dtype="float32", always_2d=True)
+            if not block.shape[0]:
+                break
+            mono.add(block)
+        declared = audio.frames / audio.samplerate
+    # libsndfile's frame count is the header's (MP3: its Xing/Info header or an estimate).
+    missing = declared - mono.seconds
+    if not mono.full and missing > max(TRUNCATED_SHARE * declared, TRUNCATED_MIN_SECONDS):
+        raise AudioDecodeError(
+            f"{label}: is truncated: its header declares {declared:.1f} s but the audio stops "
+            f"after {mono.seconds:.1f} s; copy or download the file again"
+        )
+    return mono.waveform()
 
 
 def _read_ffmpeg(
-    source: str | Path | BinaryIO, path: str, max_seconds: float | None
-) -> tuple[np.ndarray, int]:
+    source: str | Path | BinaryIO, collector: Callable[[int], _MonoCollector], label: str
+) -> np.ndarray:
     import av  # imported lazily: only formats libsndfile cannot read need it
 
+    mono = None
     try:
         with av.open(source if not isinstance(source, Path) else str(source)) as container:
             if not container.streams.audio:
-                raise AudioDecodeError(f"{path}: has no audio stream")
+                raise AudioDecodeError(f"{label}: has no audio stream; send an audio file")
             stream = container.streams.audio[0]
-            rate = stream.codec_context.sample_rate
+            codec = stream.codec_context
+            if codec is None or not codec.sample_rate:
+                raise AudioDecodeError(
+                    f"{label}: its audio codec is unknown or damaged; re-export it as wav or flac"
+                )
+            channels = codec.layout.nb_channels
             # Packed float frames come out as (1, samples * channels); reshape per frame.
-            resampler = av.AudioResampler(format="flt", layout=stream.layout.name, rate=rate)
-            channels = stream.codec_context.channels
-            limit = None if max_seconds is None else int(max_seconds * rate)
-            blocks: list[np.ndarray] = []
-            decoded = 0
+            resampler = av.AudioResampler(
+                format="flt", layout=codec.layout.name, rate=codec.sample_rate
+            )
+            mono = collector(codec.sample_rate)
             for frame in container.decode(stream):
                 for out in resampler.resample(frame):
-                    block = out.to_ndarray().reshape(-1, channels)
-                    blocks.append(block)
-                    decoded += block.shape[0]
-                if limit is not None and decoded >= limit:
+                    mono.add(out.to_ndarray().reshape(-1, channels))
+                if mono.full:
                     break
     except AudioDecodeError:
         raise
     except (av.error.FFmpegError, ValueError, OSError) as exc:
+        reason = f"{exc.__class__.__name__}: {exc}"
+        if mono is not None and mono.frames:
+            raise AudioDecodeError(
+                f"{label}: is damaged or truncated: decoding stopped after {mono.seconds:.1f} s "
+                f"({reason}); copy or re-export the file"
+            ) from None
         raise AudioDecodeError(
-            f"{path}: not a readable audio file ({exc.__class__.__name__}: {exc}); "
+            f"{label}: not a readable audio file ({reason}); "
             "supported: wav, flac, ogg, mp3, m4a/aac, opus and other FFmpeg formats"
         ) from None
-    if not blocks:
-        raise AudioDecodeError(f"{path}: holds no audio samples")
-    samples = np.concatenate(blocks)
-    return (samples if limit is None else samples[:limit]), rate
+    if mono is None or not mono.frames:
+        raise AudioDecodeError(f"{label}: holds no audio samples; send a file with audio in it")
+    return mono.waveform()

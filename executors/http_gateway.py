@@ -1,42 +1,272 @@
-"""The HTTP gateway: Jina's own, plus a Swagger UI that needs no network."""
+"""The HTTP gateway: Jina's own routes, plus upload search, the web UI, audio streaming for its
+players, request examples in the OpenAPI schema and a Swagger UI that needs no network."""
 
+import base64
+import mimetypes
+import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Annotated, Any
 
 import fastapi_offline
+from docarray import DocList
+from docarray.base_doc.docarray_response import DocArrayResponse
+from fastapi import FastAPI, File, Form, Header, HTTPException, UploadFile
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from jina.proto import jina_pb2
 from jina.serve.runtimes.gateway.http import HTTPGateway
+
+from audiosearch.rank import DEFAULT_LIMIT
+from executors.http_guard import install_http_guard
 
 #: Swagger UI's JS and CSS, shipped inside the fastapi-offline wheel.
 SWAGGER_ASSETS = Path(fastapi_offline.__file__).parent / "static"
 _CDN_DOC_PATHS = {"/docs", "/docs/oauth2-redirect", "/redoc"}
+#: The web page's HTML, CSS and JS (no build step, no CDN).
+UI_DIR = Path(__file__).parent / "ui"
+#: Bytes per read when streaming a byte range of an audio file.
+_STREAM_CHUNK = 64 * 1024
+
+#: Request bodies that Swagger's "Try it out" sends as they are (paths relative to the server's
+#: working directory, the project root, where toy-data/ lives).
+REQUEST_EXAMPLES: dict[str, dict[str, dict[str, Any]]] = {
+    "/index": {
+        "toy clips": {
+            "summary": "Index two files the server can read",
+            "value": {
+                "data": [{"uri": "toy-data/bell_strikes.wav"}, {"uri": "toy-data/tom_fill.ogg"}]
+            },
+        },
+    },
+    "/search": {
+        "by path": {
+            "summary": "Clips most similar to a file on the server",
+            "value": {"data": [{"uri": "toy-data/bell_strikes.wav"}], "parameters": {"limit": 5}},
+        },
+        "more like this": {
+            "summary": "Clips most similar to indexed clip 1 (the clip itself left out)",
+            "value": {"data": [{"clip_id": 1}], "parameters": {"limit": 5}},
+        },
+        "filtered": {
+            "summary": "Only clips of 2 to 30 s under toy-data/ that score at least 0.5",
+            "value": {
+                "data": [{"uri": "toy-data/bell_strikes.wav"}],
+                "parameters": {
+                    "limit": 10,
+                    "min_score": 0.5,
+                    "min_duration": 2.0,
+                    "max_duration": 30.0,
+                    "path_glob": "*/toy-data/*",
+                },
+            },
+        },
+    },
+}
+
+
+class RangeNotSatisfiable(Exception):
+    """A Range header that asks only for bytes past the end of the file."""
 
 
 class AudioSearchGateway(HTTPGateway):
-    """Jina's HTTP gateway with ``/docs`` served from local assets.
+    """Jina's HTTP gateway with the routes people use from a browser or curl.
 
-    FastAPI's default Swagger page loads its scripts from a CDN, which leaves ``/docs`` blank on
-    an offline machine; this one serves them under ``/static-docs``.
+    - ``POST /upload/search``: search with an uploaded file (multipart), same answer as /search.
+    - ``GET /ui``: the web page; ``GET /audio/{clip_id}``: an indexed clip's audio, with ranges.
+    - ``GET /docs``: Swagger UI from local assets (FastAPI's default loads them from a CDN).
     """
 
     @property
-    def app(self):
-        """Jina's FastAPI app, its CDN doc pages swapped for local ones."""
+    def app(self) -> FastAPI:
+        """Jina's FastAPI app with this service's routes added."""
         app = super().app
-        app.router.routes = [
-            r for r in app.router.routes if getattr(r, "path", None) not in _CDN_DOC_PATHS
-        ]
-        app.mount("/static-docs", StaticFiles(directory=SWAGGER_ASSETS), name="static-docs")
-
-        @app.get("/docs", include_in_schema=False)
-        async def swagger_ui() -> HTMLResponse:
-            return get_swagger_ui_html(
-                openapi_url=app.openapi_url,
-                title=f"{app.title} - Swagger UI",
-                swagger_js_url="/static-docs/swagger-ui-bundle.js",
-                swagger_css_url="/static-docs/swagger-ui.css",
-                swagger_favicon_url="/static-docs/favicon.png",
-            )
-
+        serve_swagger_offline(app)
+        add_request_examples(app, REQUEST_EXAMPLES)
+        add_search_routes(app, FlowCaller(self._request_handler.streamer))
+        app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
+        install_http_guard(app, self)  # API key, request limits, clear 4xx: see http_guard.py
         return app
+
+
+class FlowCaller:
+    """Sends documents through the flow from inside the gateway, as Jina's own POST routes do."""
+
+    def __init__(self, streamer: Any) -> None:
+        self.streamer = streamer
+
+    async def post(self, endpoint: str, data: list[dict], parameters: dict) -> Any:
+        """The flow's response (a Jina ``DataRequest``) to ``data`` sent to ``endpoint``."""
+        models = self.streamer._endpoints_models_map.get(endpoint)
+        if models is None:
+            raise HTTPException(501, f"this flow has no {endpoint} endpoint; update the service")
+        doc_type = models["input"]
+        async for response in self.streamer.stream_docs(
+            DocList[doc_type]([doc_type(**d) for d in data]),
+            exec_endpoint=endpoint,
+            parameters=parameters,
+            return_results=True,
+            return_type=DocList[models["output"]],
+        ):
+            status = response.header.status
+            if status.code == jina_pb2.StatusProto.ERROR:
+                raise HTTPException(500, status.description)
+            return response
+        raise HTTPException(500, f"the flow sent no response to {endpoint}")
+
+
+def serve_swagger_offline(app: FastAPI) -> None:
+    """Replace FastAPI's CDN doc pages with a ``/docs`` whose assets are served locally."""
+    app.router.routes = [
+        r for r in app.router.routes if getattr(r, "path", None) not in _CDN_DOC_PATHS
+    ]
+    app.mount("/static-docs", StaticFiles(directory=SWAGGER_ASSETS), name="static-docs")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url="/static-docs/swagger-ui-bundle.js",
+            swagger_css_url="/static-docs/swagger-ui.css",
+            swagger_favicon_url="/static-docs/favicon.png",
+        )
+
+
+def add_request_examples(app: FastAPI, examples: dict[str, dict[str, dict[str, Any]]]) -> None:
+    """Put ``examples`` (path -> named examples) on those POST routes' JSON request bodies."""
+    build_schema = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build_schema()  # FastAPI builds it once and caches it; this edits it in place
+        for path, named in examples.items():
+            operation = schema["paths"].get(path, {}).get("post")
+            if operation and "requestBody" in operation:
+                operation["requestBody"]["content"]["application/json"]["examples"] = named
+        return schema
+
+    app.openapi = openapi
+
+
+def add_search_routes(app: FastAPI, flow: FlowCaller) -> None:
+    """``POST /upload/search`` and ``GET /audio/{clip_id}``, both answered through the flow."""
+    # Jina adds /search only once the executors answered; without it the flow is failing anyway.
+    search_route = next(
+        (r for r in app.router.routes if getattr(r, "path", None) == "/search"), None
+    )
+
+    @app.post(
+        "/upload/search",
+        response_model=getattr(search_route, "response_model", None),
+        response_class=DocArrayResponse,
+        summary="Search with an uploaded audio file (multipart/form-data)",
+        description="The same search as POST /search with audio_base64, for browsers and "
+        "`curl -F file=@query.wav http://127.0.0.1:8080/upload/search`.",
+    )
+    async def upload_search(
+        file: Annotated[UploadFile, File(description="The query clip: wav, flac, mp3, m4a...")],
+        limit: Annotated[int, Form(description="How many clips to return, 1..1000")] = (
+            DEFAULT_LIMIT
+        ),
+        min_score: Annotated[float | None, Form(description="Drop clips scoring less")] = None,
+        min_duration: Annotated[float | None, Form(description="Shortest clip, s")] = None,
+        max_duration: Annotated[float | None, Form(description="Longest clip, s")] = None,
+        path_glob: Annotated[str | None, Form(description="fnmatch pattern on the path")] = None,
+    ) -> dict[str, Any]:
+        query = {"audio_base64": base64.b64encode(await file.read()).decode("ascii")}
+        if file.filename:
+            query["uri"] = file.filename
+        filters = {
+            "min_score": min_score, "min_duration": min_duration, "max_duration": max_duration,
+            "path_glob": path_glob,
+        }  # fmt: skip
+        parameters = {"limit": limit} | {k: v for k, v in filters.items() if v is not None}
+        response = await flow.post("/search", [query], parameters)
+        return response.to_dict()  # shaped by /search's response model, as Jina's route is
+
+    @app.get(
+        "/audio/{clip_id}",
+        response_class=Response,
+        summary="The audio file of an indexed clip, for players (supports HTTP Range requests)",
+        responses={
+            200: {"content": {"audio/*": {}}, "description": "The whole file"},
+            206: {"description": "The requested byte range"},
+            404: {"description": "No such clip, or its file is gone"},
+            416: {"description": "The range starts past the end of the file"},
+        },
+    )
+    async def audio(
+        clip_id: int, range_header: Annotated[str | None, Header(alias="range")] = None
+    ) -> Response:
+        [clip] = (await flow.post("/clips", [{"clip_id": clip_id}], {})).docs
+        if clip.status == "error" or not clip.uri:
+            raise HTTPException(404, clip.error or f"clip_id={clip_id}: not in the index")
+        path = Path(clip.uri)
+        if not path.is_file():
+            raise HTTPException(
+                404, f"{path}: the indexed file is gone; index it again or delete clip {clip_id}"
+            )
+        return file_response(path, range_header)
+
+
+def file_response(path: Path, range_header: str | None) -> Response:
+    """``path`` as a whole (200) or the single byte range a player asked for (206, or 416).
+
+    Starlette 0.38's FileResponse ignores Range, and a player cannot seek in an audio file
+    without it (Chromium then plays from the start whatever ``currentTime`` is set to).
+    """
+    size = path.stat().st_size
+    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    try:
+        wanted = byte_range(range_header, size)
+    except RangeNotSatisfiable:
+        return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
+    if wanted is None:
+        return FileResponse(path, media_type=media_type, headers={"Accept-Ranges": "bytes"})
+    first, last = wanted
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Content-Range": f"bytes {first}-{last}/{size}",
+        "Content-Length": str(last - first + 1),
+    }
+    return StreamingResponse(
+        read_bytes(path, first, last), status_code=206, media_type=media_type, headers=headers
+    )
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The inclusive (first, last) byte offsets a ``Range`` header asks of a ``size``-byte file.
+
+    None means "send the whole file": no header, a malformed one, or several ranges (RFC 9110
+    lets a server ignore those). Raises :class:`RangeNotSatisfiable` for a range past the end.
+    """
+    match = re.fullmatch(r"\s*bytes=(\d*)-(\d*)\s*", header or "")
+    if not match or match.groups() == ("", ""):
+        return None
+    first_text, last_text = match.groups()
+    if not first_text:  # "bytes=-N": the last N bytes
+        suffix = int(last_text)
+        if suffix == 0 or size == 0:
+            raise RangeNotSatisfiable(header)
+        return max(0, size - suffix), size - 1
+    first = int(first_text)
+    last = min(int(last_text), size - 1) if last_text else size - 1
+    if last_text and int(last_text) < first:
+        return None  # an invalid range is ignored, not refused
+    if first >= size:
+        raise RangeNotSatisfiable(header)
+    return first, last
+
+
+def read_bytes(path: Path, first: int, last: int) -> Iterator[bytes]:
+    """Bytes ``first..last`` (inclusive) of ``path``, in chunks."""
+    with path.open("rb") as f:
+        f.seek(first)
+        left = last - first + 1
+        while left > 0:
+            chunk = f.read(min(_STREAM_CHUNK, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+            yield chunk

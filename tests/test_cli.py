@@ -1,0 +1,175 @@
+"""The command line (app.py) against a real service, as someone would run it."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+import app
+from tests.conftest import ROOT, Server, write_tone
+
+pytestmark = pytest.mark.slow
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """``python app.py ARGS`` in a wide terminal (so no table column is cut)."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), *args],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+        env={**os.environ, "COLUMNS": "250"},
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of tones (not toy-data: other modules expect to index that themselves first),
+    one of them in a subfolder, and a file that only pretends to be audio."""
+    folder = tmp_path_factory.mktemp("library")
+    (folder / "sub").mkdir()
+    for i, freq in enumerate((220.0, 330.0, 495.0)):
+        write_tone(folder / f"tone {i}.wav", 5.0 + i, freq=freq)
+    write_tone(folder / "sub" / "deep tone.wav", 9.0, freq=880.0)
+    (folder / "broken.wav").write_text("this is not audio\n" * 100)
+    (folder / "notes.txt").write_text("not collected: not an audio suffix\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def indexed(sfx_server: Server, library: Path) -> subprocess.CompletedProcess:
+    """``app.py index`` run once over the library, two files per request."""
+    return run_cli("index", str(library), "--url", sfx_server.url, "--batch-size", "2")
+
+
+def test_index_shows_progress_then_a_summary_naming_each_failed_file(indexed, library):
+    assert indexed.returncode == 1, indexed.stderr  # something failed: scripts can tell
+    lines = indexed.stdout.splitlines()
+    assert lines[0].startswith("5 files in ")
+    assert "4 added, 1 error;" in lines[0] and "x realtime, 1 failed" in lines[0]
+    assert lines[1:3] == [
+        "failed:",
+        f"  {library / 'broken.wav'}",
+    ]
+    assert "not a readable audio file" in lines[3]
+    # The progress bar (stderr) moved per batch of two: 2, 4 then 5 files.
+    progress = indexed.stderr.replace("\r", "\n")
+    for done in ("2/5", "4/5", "5/5"):
+        assert done in progress
+    assert re.search(r"file/s|s/file", progress)  # the rate
+    assert "min audio" in progress and "realtime" in progress
+    assert "1 failed" in progress
+
+
+def test_index_json_is_one_document_per_file(sfx_server, library, indexed):
+    again = run_cli("index", str(library), "--url", sfx_server.url, "--json")
+    docs = json.loads(again.stdout)
+    by_name = {Path(d["uri"]).name: d["status"] for d in docs}
+    assert by_name == {
+        "broken.wav": "error", "tone 0.wav": "unchanged", "tone 1.wav": "unchanged",
+        "tone 2.wav": "unchanged", "deep tone.wav": "unchanged",
+    }  # fmt: skip
+    assert "5/5" not in again.stderr  # no progress bar mixed into JSON runs
+
+
+def test_search_prints_a_ranked_table(sfx_server, library, indexed):
+    query = library / "sub" / "deep tone.wav"
+    result = run_cli("search", str(query), "--limit", "3", "--url", sfx_server.url)
+    assert result.returncode == 0, result.stderr
+    header, first = [line for line in result.stdout.splitlines() if "│" in line or "┃" in line][:2]
+    assert [c.strip() for c in header.strip("┃").split("┃")] == [
+        "rank", "score", "matched segment", "query segment", "path",
+    ]  # fmt: skip
+    cells = [c.strip() for c in first.strip("│").split("│")]
+    assert cells[0] == "1" and float(cells[1]) >= 0.99 and cells[4] == str(query)
+    assert cells[2].endswith(" s") and cells[3].endswith(" s")
+
+
+def test_search_json_sends_the_bytes_and_ranks_like_a_server_path(sfx_server, library, indexed):
+    query = library / "tone 1.wav"
+    by_bytes = json.loads(run_cli("search", str(query), "--json", "--url", sfx_server.url).stdout)
+    by_path = json.loads(
+        run_cli("search", str(query), "--json", "--server-path", "--url", sfx_server.url).stdout
+    )
+    assert by_bytes["uri"] == query.name  # uploaded: only its name travels with the bytes
+    assert by_path["uri"] == str(query)
+    assert [m["uri"] for m in by_bytes["matches"]] == [m["uri"] for m in by_path["matches"]]
+    assert by_bytes["matches"][0]["uri"] == str(query)
+
+
+def test_search_problems_are_reported_plainly(sfx_server, tmp_path):
+    missing = run_cli("search", str(tmp_path / "nope.wav"), "--url", sfx_server.url)
+    assert missing.returncode == 1
+    assert "nope.wav: cannot read it (No such file or directory)" in missing.stderr
+    bad_limit = run_cli(
+        "search", str(ROOT / "toy-data" / "bell_strikes.wav"), "--limit", "0",
+        "--url", sfx_server.url,
+    )  # fmt: skip
+    assert bad_limit.returncode == 1
+    assert (
+        "search failed: HTTP 422: parameters.limit=0: expected a whole number from 1 to 1000"
+        in (bad_limit.stderr)
+    )
+    neither = run_cli("search", "--url", sfx_server.url)
+    assert neither.returncode == 2 and "one of the arguments file --clip-id" in neither.stderr
+
+
+def test_every_command_has_help_with_an_example(capsys):
+    commands = app.parser()._subparsers._group_actions[0].choices
+    assert {"serve", "demo", "index", "search", "models"} <= set(commands)
+    for name in commands:
+        with pytest.raises(SystemExit) as done:
+            app.main([name, "--help"])
+        assert done.value.code == 0
+        text = capsys.readouterr().out
+        assert "example:" in text and f"python app.py {name}" in text, text
+
+
+class FlakyIndex(BaseHTTPRequestHandler):
+    """An /index that fails whole requests holding several files, or a file named poison."""
+
+    def do_POST(self) -> None:
+        docs = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["data"]
+        if len(docs) > 1 or any("poison" in d["uri"] for d in docs):
+            self.send_response(500)
+            self.end_headers()
+            self.wfile.write(b"worker crashed")
+            return
+        body = json.dumps({"data": [{**d, "status": "added", "duration": 60.0} for d in docs]})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def flaky_service() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FlakyIndex)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    thread.join()
+
+
+def test_a_failed_batch_is_retried_file_by_file(flaky_service, tmp_path):
+    for name in ("a.wav", "poison.wav", "c.wav"):
+        (tmp_path / name).write_bytes(b"RIFF")
+    result = run_cli("index", str(tmp_path), "--url", flaky_service, "--json")
+    statuses = {
+        Path(d["uri"]).name: (d["status"], d.get("error")) for d in json.loads(result.stdout)
+    }
+    assert statuses == {
+        "a.wav": ("added", None),
+        "c.wav": ("added", None),
+        "poison.wav": ("error", "index failed: HTTP 500: worker crashed"),
+    }
+    assert result.returncode == 1
