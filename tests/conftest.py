@@ -76,7 +76,7 @@ class Server:
 
 
 def start_server(
-    workspace: Path, *extra: str, timeout: float = 120, env: dict[str, str] | None = None
+    workspace: Path, *extra: str, timeout: float = 300, env: dict[str, str] | None = None
 ) -> Server:
     """Start ``app.py serve`` on a free port and wait until it answers HTTP.
 
@@ -120,6 +120,12 @@ def sfx_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     )  # fmt: skip
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def toy_index(sfx_server: Server) -> list[dict]:
+    """toy-data/ indexed into ``sfx_server`` once per session; the /index response documents."""
+    return sfx_server.post("index", [{"uri": str(p)} for p in toy_clips()])
 
 
 # --- a generated VGGish checkpoint (random weights: for tests only, never a model) -------------

@@ -39,11 +39,10 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-def indexed(sfx_server: Server) -> list[dict]:
-    """toy-data/ indexed (again, if another module did it already)."""
-    docs = sfx_server.post("index", [{"uri": str(p)} for p in toy_clips()])
-    assert all(d["status"] != "error" for d in docs), docs
-    return docs
+def indexed(toy_index: list[dict]) -> list[dict]:
+    """toy-data/ indexed (once per session, shared with the other modules)."""
+    assert all(d["status"] != "error" for d in toy_index), toy_index
+    return toy_index
 
 
 @pytest.fixture

@@ -12,11 +12,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def indexed(sfx_server: Server) -> dict[str, dict]:
-    """toy-data/ indexed (again, if another module did it already): file name -> its doc."""
-    docs = sfx_server.post("index", [{"uri": str(p)} for p in toy_clips()])
-    assert all(d["status"] != "error" for d in docs), docs
-    return {d["uri"].rsplit("/", 1)[-1]: d for d in docs}
+def indexed(toy_index: list[dict]) -> dict[str, dict]:
+    """toy-data/ indexed (once per session, shared): file name -> its doc."""
+    assert all(d["status"] != "error" for d in toy_index), toy_index
+    return {d["uri"].rsplit("/", 1)[-1]: d for d in toy_index}
 
 
 def upload(server: Server, name: str, content: bytes, **form: object) -> httpx.Response:
