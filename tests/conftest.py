@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import signal
@@ -29,6 +30,11 @@ AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".m4a", ".opus"}
 def toy_clips() -> list[Path]:
     """Every audio clip in toy-data/, sorted."""
     return sorted(p for p in TOY_DATA.iterdir() if p.suffix in AUDIO_SUFFIXES)
+
+
+def _stop_with_parent() -> None:
+    """In the server's process: get SIGINT when the test run dies, so no flow outlives it."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGINT)  # 1 = PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -91,6 +97,7 @@ def start_server(
             [sys.executable, str(ROOT / "app.py"), "serve", "--port", str(port),
              "--workspace", str(workspace), "--allowed-root", str(workspace.parent), *extra],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_stop_with_parent,
             env={**os.environ, "COLUMNS": "400", **(env or {})},  # one log line per record
         )  # fmt: skip
     server = Server(f"http://127.0.0.1:{port}", port, workspace, process, log)
