@@ -43,7 +43,9 @@ class AudioDoc(BaseDoc):
     """An audio clip to index or to search with, and what the service made of it."""
 
     uri: str | None = Field(
-        None, description="Path of an audio file on the server", examples=["toy-data/dog_bark.wav"]
+        None,
+        description="Path of an audio file on the server",
+        examples=["toy-data/piano_phrase_10s.wav"],
     )
     audio_base64: str | None = Field(
         None,
@@ -64,6 +66,12 @@ class AudioDoc(BaseDoc):
     encoder: str | None = Field(None, description="Internal: encoder name/version of the vectors")
     tensor: NdArray | None = Field(None, description="Internal: decoded 16 kHz mono waveform")
     chunks: DocList[ChunkDoc] = Field(DocList[ChunkDoc](), description="Internal: 4 s windows")
+    # Library management (/list, /clips, /delete, /stats).
+    chunk_count: int | None = Field(None, description="How many 4 s chunks of the clip are indexed")
+    indexed_at: float | None = Field(None, description="When the clip was indexed, unix seconds")
+    stats: dict | None = Field(
+        None, description="/stats: clips, chunks, encoder, dim and the index's settings"
+    )
 
 
 class SearchParameters(BaseModel):

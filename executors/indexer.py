@@ -1,32 +1,109 @@
-"""SimpleIndexer: persistent exact cosine search over chunk vectors."""
+"""SimpleIndexer: the library of indexed clips, searched exactly or approximately.
+
+With ``shards: N`` in flow.yml every shard receives every request (``polling: ALL``) and acts
+for the clips it owns: a file's uri hashes to one shard, and a clip id names its shard (ids are
+``shard + N * n``). A shard leaves other shards' documents untouched; :class:`ShardMerger`, the
+shards' ``uses_after``, joins their answers.
+"""
+
+import os
+from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import numpy as np
 from docarray import DocList
 from jina import Executor, requests
 
-from audiosearch.index import ChunkIndex, ClipToAdd
-from audiosearch.rank import check_limit
+from audiosearch.errors import InvalidInputError
+from audiosearch.index import (
+    AnnSettings,
+    ChunkIndex,
+    ClipInfo,
+    ClipToAdd,
+    check_clip_filter,
+    check_offset,
+    clip_shard,
+    read_stored_clip,
+)
+from audiosearch.paths import is_http_uri
+from audiosearch.rank import DEFAULT_LIMIT, check_limit
 from executors.docs import AudioDoc, ChunkDoc, ClipMatchDoc, item_errors
+
+#: Clips per /list page unless the request says otherwise.
+DEFAULT_LIST_LIMIT = 50
+#: Totals that add up over shards in /stats.
+_ADDITIVE_STATS = ("clips", "chunks", "dead_chunks", "audio_seconds", "vector_bytes")
 
 
 def _encoded(docs: DocList[AudioDoc]) -> list[AudioDoc]:
     return [d for d in docs if d.status != "error" and d.chunks and d.encoder]
 
 
-class SimpleIndexer(Executor):
-    """Stores clips under the executor's workspace and finds each query chunk's best clips."""
+def stored_uri(uri: str) -> str:
+    """``uri`` as the index stores it: a URL as it is, a path (or ``file://`` URI) absolute."""
+    if is_http_uri(uri):
+        return uri
+    parsed = urlparse(uri)
+    if parsed.scheme.lower() == "file":
+        uri = unquote(parsed.path)
+    return os.path.abspath(Path(uri).expanduser())
 
-    def __init__(self, **kwargs) -> None:
+
+def describe(doc: AudioDoc, clip: ClipInfo, status: str) -> AudioDoc:
+    """``doc`` filled with what the index knows of ``clip``."""
+    doc.clip_id, doc.uri, doc.duration = clip.clip_id, clip.uri, clip.duration
+    doc.chunk_count, doc.indexed_at = clip.chunk_count, clip.indexed_at
+    doc.fingerprint, doc.status = clip.fingerprint, status
+    return doc
+
+
+def not_indexed(name: str) -> InvalidInputError:
+    """The error for a clip id or uri that names no indexed clip."""
+    return InvalidInputError(f"{name}: not in the index; list the library with /list")
+
+
+class SimpleIndexer(Executor):
+    """Stores clips under the executor's workspace; lists, describes, deletes and searches them.
+
+    ``dtype``: how chunk vectors are stored, ``float32`` or ``float16`` (half the memory).
+    ``search``: ``exact``, or ``ann`` to answer approximately once the library holds
+    ``ann_min_chunks`` chunks, scanning ``ann_nprobe`` clusters per query chunk (faiss IVF).
+    Scale out with ``shards``; replicas of one shard would share, and fight over, its workspace.
+    """
+
+    def __init__(
+        self,
+        dtype: str = "float32",
+        search: str = "exact",
+        ann_min_chunks: int = AnnSettings.min_chunks,
+        ann_nprobe: int = AnnSettings.nprobe,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
-        self.index = ChunkIndex(self.workspace)
+        if search not in ("exact", "ann"):
+            raise InvalidInputError(
+                f"search={search!r}: expected exact or ann (the indexer's uses_with in flow.yml)"
+            )
+        self.shard = getattr(self.runtime_args, "shard_id", None) or 0
+        self.shards = getattr(self.runtime_args, "shards", None) or 1
+        ann = AnnSettings(min_chunks=ann_min_chunks, nprobe=ann_nprobe)
+        self.index = ChunkIndex(
+            self.workspace,
+            dtype=dtype,
+            shard=self.shard,
+            shards=self.shards,
+            ann=ann if search == "ann" else None,
+        )
+        stats = self.index.stats()
         self.logger.info(
-            f"index in {self.workspace}: {len(self.index)} clips, {self.index.chunk_count} chunks"
+            f"index in {self.workspace}: {stats['clips']} clips, {stats['chunks']} chunks, "
+            f"{stats['dtype']}, {stats['search']} search, shard {self.shard} of {self.shards}"
         )
 
     @requests(on="/index")
     def add(self, docs: DocList[AudioDoc], **kwargs) -> DocList[AudioDoc]:
-        """Store every encoded document; each reports added, replaced or unchanged."""
-        batch = _encoded(docs)
+        """Store every encoded document this shard owns: added, replaced or unchanged."""
+        batch = [d for d in _encoded(docs) if self.index.owns_uri(d.uri)]
         clips = [
             ClipToAdd(
                 uri=d.uri,
@@ -54,14 +131,28 @@ class SimpleIndexer(Executor):
 
     @requests(on="/search")
     def search(self, docs: DocList[AudioDoc], parameters: dict, **kwargs) -> DocList[AudioDoc]:
-        """Attach to every query chunk the ``limit`` clips whose best chunk is closest."""
+        """Attach to every query chunk the ``limit`` clips whose best chunk is closest.
+
+        A document with a ``clip_id`` asks for clips like that indexed clip: its stored chunks
+        are the query and it is left out of the answer. ``min_duration``, ``max_duration`` and
+        ``path_glob`` leave out clips before the best are chosen.
+        """
         for doc in docs:
             with item_errors(doc, self.logger):
-                limit = check_limit(parameters.get("limit", 10))
+                limit = check_limit(parameters.get("limit", DEFAULT_LIMIT))
+                where = check_clip_filter(
+                    parameters.get("min_duration"),
+                    parameters.get("max_duration"),
+                    parameters.get("path_glob"),
+                )
+                if doc.clip_id is not None and doc.status != "error" and not doc.chunks:
+                    self._query_with_stored_chunks(doc)
                 if doc not in _encoded([doc]):
                     continue
                 queries = np.stack([np.asarray(c.embedding) for c in doc.chunks])
-                per_chunk = self.index.search(queries, limit=limit, encoder=doc.encoder)
+                per_chunk = self.index.search(
+                    queries, limit=limit, encoder=doc.encoder, exclude=doc.clip_id, where=where
+                )
                 for chunk, hits in zip(doc.chunks, per_chunk, strict=True):
                     chunk.embedding = None
                     chunk.matches = DocList[ClipMatchDoc](
@@ -72,7 +163,155 @@ class SimpleIndexer(Executor):
                     )
         return docs
 
+    def _query_with_stored_chunks(self, doc: AudioDoc) -> None:
+        """Make the stored chunks of clip ``doc.clip_id`` the query (any shard may store it)."""
+        owner = clip_shard(doc.clip_id, self.shards)
+        workspace = (
+            Path(self.workspace)
+            if owner == self.shard
+            else Path(self.workspace).parent / str(owner)
+        )
+        try:
+            stored = read_stored_clip(workspace, doc.clip_id)
+        except FileNotFoundError:
+            raise InvalidInputError(
+                f"clip_id={doc.clip_id}: stored by indexer shard {owner}, whose workspace "
+                f"{workspace} this shard cannot read; searching like an indexed clip across "
+                "shards needs their workspaces on one filesystem: search with its file instead"
+            ) from None
+        if stored is None:
+            raise not_indexed(f"clip_id={doc.clip_id}")
+        doc.uri, doc.duration, doc.encoder = stored.info.uri, stored.info.duration, stored.encoder
+        doc.chunks = DocList[ChunkDoc](
+            ChunkDoc(start=float(s), end=float(e), embedding=v)
+            for s, e, v in zip(stored.starts, stored.ends, stored.vectors, strict=True)
+        )
+
+    @requests(on="/list")
+    def list_clips(self, docs: DocList[AudioDoc], parameters: dict, **kwargs) -> DocList[AudioDoc]:
+        """One page of the library in clip id order: ``limit`` clips from ``offset``."""
+        try:
+            offset = check_offset(parameters.get("offset", 0))
+            limit = check_limit(parameters.get("limit", DEFAULT_LIST_LIMIT))
+        except InvalidInputError as exc:
+            return DocList[AudioDoc]([AudioDoc(status="error", error=str(exc))])
+        if self.shards > 1:  # any shard may hold any part of the page: the merger cuts it
+            offset, limit = 0, offset + limit
+        return DocList[AudioDoc](
+            describe(AudioDoc(), clip, "indexed")
+            for clip in self.index.clips(offset=offset, limit=limit)
+        )
+
+    @requests(on="/clips")
+    def clips(self, docs: DocList[AudioDoc], **kwargs) -> DocList[AudioDoc]:
+        """What the index knows of each clip named by ``clip_id`` or ``uri``."""
+        for doc in docs:
+            with item_errors(doc, self.logger):
+                clip = self._named_clip(doc)
+                if clip is not None:
+                    describe(doc, clip, "indexed")
+        return docs
+
+    @requests(on="/delete")
+    def delete(self, docs: DocList[AudioDoc], **kwargs) -> DocList[AudioDoc]:
+        """Remove each clip named by ``clip_id`` or ``uri`` from the index, in one transaction."""
+        doomed: list[tuple[AudioDoc, ClipInfo]] = []
+        for doc in docs:
+            with item_errors(doc, self.logger):
+                clip = self._named_clip(doc)
+                if clip is not None:
+                    doomed.append((doc, clip))
+        self.index.delete([clip.clip_id for _, clip in doomed])
+        for doc, clip in doomed:
+            describe(doc, clip, "deleted")
+        return docs
+
+    def _named_clip(self, doc: AudioDoc) -> ClipInfo | None:
+        """The clip ``doc`` names; None if another shard owns it; InvalidInputError if absent."""
+        if doc.clip_id is not None:
+            if not self.index.owns_clip(doc.clip_id):
+                return None
+            clip, name = self.index.get(doc.clip_id), f"clip_id={doc.clip_id}"
+        elif doc.uri:
+            uri = stored_uri(doc.uri)
+            if not self.index.owns_uri(uri):
+                return None
+            clip, name = self.index.find(uri), uri
+        else:
+            raise InvalidInputError(
+                'name the clip: send {"clip_id": N} or {"uri": "<path>"}, as /list shows them'
+            )
+        if clip is None:
+            raise not_indexed(name)
+        return clip
+
+    @requests(on="/stats")
+    def stats(self, docs: DocList[AudioDoc], **kwargs) -> DocList[AudioDoc]:
+        """One document whose ``stats`` hold the counts and settings of the index."""
+        return DocList[AudioDoc]([AudioDoc(stats=self.index.stats())])
+
     def close(self) -> None:
-        """Close the index when the executor stops."""
+        """Save and close the index when the executor stops."""
         self.index.close()
         super().close()
+
+
+class ShardMerger(Executor):
+    """Joins the answers of the indexer's shards into one (their ``uses_after`` in flow.yml).
+
+    Jina runs it only for ``shards`` > 1 and hands it each shard's documents as
+    ``docs_matrix``.
+    """
+
+    @requests(on=["/index", "/clips", "/delete"])
+    def owners_answers(
+        self, docs: DocList[AudioDoc], docs_matrix: list | None = None, **kwargs
+    ) -> DocList[AudioDoc]:
+        """Each document as the shard that owns it answered (the others left it untouched)."""
+        if not docs_matrix or len(docs_matrix) < 2:
+            return docs
+        return DocList[AudioDoc](
+            next((d for d in copies if d.status is not None), copies[0])
+            for copies in zip(*docs_matrix, strict=True)
+        )
+
+    @requests(on="/search")
+    def all_matches(
+        self, docs: DocList[AudioDoc], docs_matrix: list | None = None, **kwargs
+    ) -> DocList[AudioDoc]:
+        """Each query chunk with the matches of every shard (an error from any shard wins)."""
+        if not docs_matrix or len(docs_matrix) < 2:
+            return docs
+        merged = DocList[AudioDoc]()
+        for copies in zip(*docs_matrix, strict=True):
+            failed = [d for d in copies if d.status == "error"]
+            doc = failed[0] if failed else copies[0]
+            if not failed:
+                for other in copies[1:]:
+                    for chunk, other_chunk in zip(doc.chunks, other.chunks, strict=True):
+                        chunk.matches.extend(other_chunk.matches)
+            merged.append(doc)
+        return merged
+
+    @requests(on="/list")
+    def page(self, docs: DocList[AudioDoc], parameters: dict, **kwargs) -> DocList[AudioDoc]:
+        """The requested page of the shards' lists merged in clip id order."""
+        failed = [d for d in docs if d.status == "error"]
+        if failed:  # a bad offset or limit: every shard said so
+            return DocList[AudioDoc](failed[:1])
+        offset = check_offset(parameters.get("offset", 0))
+        limit = check_limit(parameters.get("limit", DEFAULT_LIST_LIMIT))
+        ordered = sorted(docs, key=lambda d: d.clip_id)
+        return DocList[AudioDoc](ordered[offset : offset + limit])
+
+    @requests(on="/stats")
+    def totals(self, docs: DocList[AudioDoc], **kwargs) -> DocList[AudioDoc]:
+        """The shards' counts added up; their own stats under ``per_shard``."""
+        parts = sorted((d.stats for d in docs if d.stats), key=lambda s: s["shard"])
+        if len(parts) < 2:
+            return docs
+        total = {k: v for k, v in parts[0].items() if k != "shard"}
+        total.update({key: sum(p[key] for p in parts) for key in _ADDITIVE_STATS})
+        total["search"] = "ann" if any(p["search"] == "ann" for p in parts) else "exact"
+        total["per_shard"] = parts
+        return DocList[AudioDoc]([AudioDoc(stats=total)])

@@ -2,23 +2,57 @@
 
 import base64
 import binascii
+from collections.abc import Sequence
+from pathlib import Path
 
 from docarray import DocList
 from jina import Executor, requests
 
-from audiosearch.audio import load_audio
+from audiosearch.audio import MAX_SECONDS, SAMPLE_RATE, load_audio
 from audiosearch.errors import InvalidInputError
-from audiosearch.paths import fingerprint, resolve_audio_path
+from audiosearch.paths import (
+    DEFAULT_ROOTS,
+    HTTP_TIMEOUT_SECONDS,
+    MAX_FILE_BYTES,
+    ReadPolicy,
+    open_audio_source,
+)
 from audiosearch.segment import STRIDE_SECONDS, Segments, segment
 from executors.docs import AudioDoc, ChunkDoc, item_errors
 
 
 class AudioSegmenter(Executor):
-    """Decodes each clip into ``doc.tensor`` (16 kHz mono) and one chunk per window."""
+    """Decodes each clip into ``doc.tensor`` (16 kHz mono) and one chunk per window.
 
-    def __init__(self, stride_seconds: float = STRIDE_SECONDS, **kwargs) -> None:
+    Files are read only under ``allowed_roots`` (relative ones from the working directory, the
+    project root), up to ``max_file_mb``; ``http(s)://`` URIs only when ``allow_http``, each
+    download within ``http_timeout_seconds``. At most the first ``max_seconds`` of a file are
+    decoded.
+    """
+
+    def __init__(
+        self,
+        stride_seconds: float = STRIDE_SECONDS,
+        allowed_roots: Sequence[str] = DEFAULT_ROOTS,
+        allow_http: bool = False,
+        max_file_mb: float = MAX_FILE_BYTES / 2**20,
+        max_seconds: float = MAX_SECONDS,
+        http_timeout_seconds: float = HTTP_TIMEOUT_SECONDS,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         self.stride_seconds = stride_seconds
+        self.max_seconds = max_seconds
+        self.policy = ReadPolicy(
+            roots=tuple(allowed_roots),
+            allow_http=allow_http,
+            max_file_bytes=round(max_file_mb * 2**20),
+            http_timeout_seconds=http_timeout_seconds,
+        )
+        self.logger.info(
+            f"reading audio files under {self.policy.describe_roots()} (up to {max_file_mb:g} "
+            f"MiB, first {max_seconds:g} s); http(s) downloads {'on' if allow_http else 'off'}"
+        )
 
     @requests(on="/index")
     def segment_files(self, docs: DocList[AudioDoc], **kwargs) -> DocList[AudioDoc]:
@@ -39,19 +73,32 @@ class AudioSegmenter(Executor):
         """Decode and window each query, given as a file path or as base64 audio bytes."""
         for doc in docs:
             with item_errors(doc, self.logger):
+                if doc.clip_id is not None:  # like an indexed clip: its stored chunks are used
+                    continue
                 if doc.audio_base64:
                     label = f"uploaded audio {doc.uri!r}" if doc.uri else "uploaded audio"
                     data, doc.audio_base64 = doc.audio_base64, None  # never echoed back
-                    self._window(doc, segment_bytes(data, label, self.stride_seconds))
+                    self._window(doc, self._segments(decode_base64(data, label), label))
                 else:
                     self._window(doc, self._decode_file(doc))
         return docs
 
+    @requests
+    def pass_through(self, docs: DocList[AudioDoc], **kwargs) -> DocList[AudioDoc]:
+        """The library endpoints (/list, /clips, /delete, /stats) are the indexer's."""
+        return docs
+
     def _decode_file(self, doc: AudioDoc) -> Segments:
-        path = resolve_audio_path(doc.uri)
-        doc.uri = str(path)
-        doc.fingerprint = fingerprint(path)
-        return segment(load_audio(path), stride_seconds=self.stride_seconds)
+        with open_audio_source(doc.uri, self.policy) as source:
+            doc.uri, doc.fingerprint = source.uri, source.fingerprint
+            return self._segments(source.path, source.uri)
+
+    def _segments(self, audio: Path | bytes, label: str) -> Segments:
+        """Windows of ``audio`` (a path or a file's bytes), decoded up to ``max_seconds``."""
+        waveform = load_audio(audio, max_seconds=self.max_seconds, label=label)
+        if waveform.size >= round(self.max_seconds * SAMPLE_RATE):
+            self.logger.warning(f"{label}: only its first {self.max_seconds:g} s are used")
+        return segment(waveform, stride_seconds=self.stride_seconds)
 
     @staticmethod
     def _window(doc: AudioDoc, segments: Segments) -> None:
@@ -63,12 +110,11 @@ class AudioSegmenter(Executor):
         )
 
 
-def segment_bytes(data: str, label: str, stride_seconds: float) -> Segments:
-    """Windows of the audio file whose bytes ``data`` carries in base64."""
+def decode_base64(data: str, label: str) -> bytes:
+    """The bytes of an audio file that ``data`` carries in base64."""
     try:
-        raw = base64.b64decode(data, validate=True)
+        return base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise InvalidInputError(
             f"{label}: audio_base64 is not valid base64; send the file's bytes base64-encoded"
         ) from None
-    return segment(load_audio(raw, label=label), stride_seconds=stride_seconds)

@@ -1,0 +1,273 @@
+"""Search at scale: our exact kernel against faiss IndexFlatIP, the ANN mode, memory and start.
+
+    .venv/bin/python bench/search.py --flow-start      # 100k and 1M chunks, ~15 min on 2 cores
+    .venv/bin/python bench/search.py --sizes 1000000 --clips-per-class 10 --nprobe 16 32 64
+
+For each size a synthetic library (bench/synthetic.py: 512-d unit chunk vectors, clips of 2-18
+chunks, 100 clips per sound class unless ``--clips-per-class`` says otherwise: fewer make the
+library less clustered, harder for ANN) is stored with ``ChunkIndex.add`` in a fresh workspace.
+Then, in the same run, for 10 s queries (5 chunks), limit 10:
+
+- exact: ``ChunkIndex.search`` plus the collapse to clips (one BLAS product for all query
+  chunks, each clip's best chunk, partial top-k), alternated query by query with faiss
+  ``IndexFlatIP.search(k=10)`` on the same rows; p50/p95 and our p50 over faiss's;
+- ann: the ``search: ann`` mode (faiss IVF, 8-bit codes, candidates re-scored exactly) at a few
+  ``nprobe``; recall@10 is the share of the exact top-10 clips it returns;
+- float16: the exact search over float16 rows;
+- memory: resident bytes per chunk of a fresh process that opened the index and searched once
+  (the memory-mapped rows included), and how long opening took;
+- with ``--flow-start``: seconds until ``app.py serve`` answers HTTP, with the index and empty.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # tests.conftest starts and stops the service
+
+import synthetic  # noqa: E402
+
+from audiosearch.index import AnnSettings, ChunkIndex, ClipToAdd  # noqa: E402
+from audiosearch.rank import QueryChunkHits, rank_by_best_chunk  # noqa: E402
+
+ENCODER = "bench/1"
+
+
+@dataclass
+class Row:
+    """One line of the table."""
+
+    chunks: int
+    method: str
+    times: list[float]
+    recall: float | None = None
+    bytes_per_chunk: float | None = None
+    reference_p50: float | None = None
+
+    def cells(self) -> list[str]:
+        p50, p95 = (np.percentile(self.times, q) * 1000 for q in (50, 95))
+        ratio = f"{p50 / (self.reference_p50 * 1000):.2f}x" if self.reference_p50 else ""
+        recall = f"{self.recall:.3f}" if self.recall is not None else ""
+        memory = f"{self.bytes_per_chunk:,.0f}" if self.bytes_per_chunk else ""
+        return [f"{self.chunks:,}", self.method, f"{p50:.1f}", f"{p95:.1f}", ratio, recall, memory]
+
+
+def class_centres(chunks: int, clips_per_class: int) -> np.ndarray:
+    """The sound classes of a library of ``chunks`` chunks (clips have 10 on average)."""
+    return synthetic.class_centres(max(10, chunks // (10 * clips_per_class)))
+
+
+def build(workspace: Path, centres: np.ndarray, chunks: int, flat) -> float:
+    """Store a synthetic library of ``chunks`` chunks; also add its rows to faiss ``flat``."""
+    started = time.perf_counter()
+    with ChunkIndex(workspace) as index:
+        for batch in synthetic.clips(chunks, centres):
+            first = len(index)
+            starts = np.cumsum(batch.counts) - batch.counts
+            index.add(
+                [
+                    ClipToAdd(f"/library/{first + i}.wav", 2.0 * n + 2, np.arange(n) * 2.0,
+                              np.arange(n) * 2.0 + 4, batch.vectors[s : s + n], "1")
+                    for i, (s, n) in enumerate(zip(starts, batch.counts, strict=True))
+                ],
+                encoder=ENCODER,
+            )  # fmt: skip
+            flat.add(batch.vectors)
+    return time.perf_counter() - started
+
+
+def search_clips(index: ChunkIndex, query: np.ndarray, limit: int) -> list[int]:
+    """Clip ids of the top ``limit`` clips for one query, as the service ranks them."""
+    per_chunk = index.search(query, limit=limit, encoder=ENCODER)
+    ranked = rank_by_best_chunk([QueryChunkHits(0.0, 0.0, hits) for hits in per_chunk], limit=limit)
+    return [m.clip_id for m in ranked]
+
+
+def timed(run: Callable[[], object]) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = run()
+    return time.perf_counter() - started, result
+
+
+def exact_against_faiss(
+    index: ChunkIndex, flat, queries: np.ndarray, chunks: int, limit: int
+) -> tuple[list[Row], list[list[int]]]:
+    """Our exact search and faiss IndexFlatIP, one query each in turn; and our answers."""
+    search_clips(index, queries[0], limit)  # warm up both
+    flat.search(queries[0], limit)
+    ours, theirs, answers = [], [], []
+    for query in queries:
+        seconds, answer = timed(lambda q=query: search_clips(index, q, limit))
+        ours.append(seconds)
+        answers.append(answer)
+        theirs.append(timed(lambda q=query: flat.search(q, limit))[0])
+    reference = float(np.median(theirs))
+    return [
+        Row(chunks, "faiss IndexFlatIP (reference)", theirs, reference_p50=reference),
+        Row(chunks, "ours, exact, float32", ours, recall=1.0, reference_p50=reference),
+    ], answers
+
+
+def time_queries(
+    index: ChunkIndex, queries: np.ndarray, limit: int
+) -> tuple[list[float], list[list[int]]]:
+    """Seconds per query and the clip ids found."""
+    search_clips(index, queries[0], limit)  # warm up: caches, lazy imports
+    times, answers = [], []
+    for query in queries:
+        seconds, answer = timed(lambda q=query: search_clips(index, q, limit))
+        times.append(seconds)
+        answers.append(answer)
+    return times, answers
+
+
+def recall(found: list[list[int]], truth: list[list[int]]) -> float:
+    """Mean share of each true top list that ``found`` holds."""
+    return float(
+        np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth, strict=True)])
+    )
+
+
+def measure_open(workspace: Path, dtype: str) -> dict[str, float]:
+    """Open time and resident bytes per chunk in a fresh process (see ``--measure-open``)."""
+    result = subprocess.run(
+        [sys.executable, __file__, "--measure-open", str(workspace), "--dtype", dtype],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return json.loads(result.stdout)
+
+
+def resident_bytes() -> int:
+    """This process's resident set size (VmRSS)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def open_and_search_once(workspace: Path, dtype: str) -> None:
+    """Print, as JSON, how long opening took and the resident bytes per chunk after a search."""
+    before = resident_bytes()
+    seconds, index = timed(lambda: ChunkIndex(workspace, dtype=dtype))
+    index.search(synthetic.queries(1, synthetic.class_centres(10))[0], limit=10,
+                 encoder=ENCODER)  # fmt: skip
+    grown = resident_bytes() - before
+    print(json.dumps({"open_seconds": seconds, "bytes_per_chunk": grown / index.chunk_count}))
+    index.close()
+
+
+def flow_start_seconds(workspace: Path) -> float:
+    """Seconds until ``app.py serve`` on ``workspace`` answers HTTP."""
+    from tests.conftest import start_server
+
+    seconds, server = timed(lambda: start_server(workspace, "--encoder", "sfx", timeout=600))
+    server.stop()
+    return seconds
+
+
+def run_size(chunks: int, args: argparse.Namespace, notes: list[str]) -> list[Row]:
+    import faiss
+
+    centres = class_centres(chunks, args.clips_per_class)
+    queries = synthetic.queries(args.queries, centres)
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        flow_workspace = Path(tmp) / "flow"
+        workspace = flow_workspace / "SimpleIndexer" / "0"  # where the flow's indexer looks
+        flat = faiss.IndexFlatIP(synthetic.DIM)
+        add_seconds = build(workspace, centres, chunks, flat)
+        opened = measure_open(workspace, "float32")
+        notes.append(
+            f"{chunks:,} chunks: stored in {add_seconds:.0f} s "
+            f"({chunks / add_seconds:,.0f} chunks/s); a fresh process opens the index in "
+            f"{opened['open_seconds']:.2f} s"
+        )
+        with ChunkIndex(workspace) as index:
+            rows, truth = exact_against_faiss(index, flat, queries, chunks, args.limit)
+        rows[1].bytes_per_chunk = opened["bytes_per_chunk"]
+        del flat
+
+        for nprobe in args.nprobe:
+            seconds, index = timed(
+                lambda n=nprobe: ChunkIndex(workspace, ann=AnnSettings(min_chunks=0, nprobe=n))
+            )
+            if nprobe == args.nprobe[0]:
+                ann_bytes = sum(p.stat().st_size for p in workspace.glob("ann.*"))
+                clusters = index.stats()["ann_clusters"]
+                notes.append(
+                    f"{chunks:,} chunks: ANN index built in {seconds:.0f} s ({clusters} "
+                    f"clusters; its file adds {ann_bytes / chunks:,.0f} B/chunk)"
+                )
+            times, found = time_queries(index, queries, args.limit)
+            index.close()
+            rows.append(Row(chunks, f"ours, ann, nprobe={nprobe}", times, recall(found, truth),
+                            reference_p50=rows[0].reference_p50))  # fmt: skip
+
+        if args.flow_start:
+            empty = flow_start_seconds(Path(tmp) / "empty")
+            full = flow_start_seconds(flow_workspace)
+            notes.append(
+                f"{chunks:,} chunks: `app.py serve` answers in {full:.1f} s "
+                f"(empty index: {empty:.1f} s)"
+            )
+
+        seconds, _ = timed(lambda: ChunkIndex(workspace, dtype="float16").close())
+        half = measure_open(workspace, "float16")
+        notes.append(f"{chunks:,} chunks: converting to float16 took {seconds:.0f} s")
+        with ChunkIndex(workspace, dtype="float16") as index:
+            times, found = time_queries(index, queries, args.limit)
+        rows.append(Row(chunks, "ours, exact, float16", times, recall(found, truth),
+                        half["bytes_per_chunk"], rows[0].reference_p50))  # fmt: skip
+    return rows
+
+
+def print_table(rows: list[Row], notes: list[str]) -> None:
+    header = ["chunks", "search", "p50 ms", "p95 ms", "p50 / faiss-flat p50", "recall@10",
+              "resident B/chunk"]  # fmt: skip
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row.cells()) + " |")
+    print()
+    for note in notes:
+        print(f"- {note}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--queries", type=int, default=30, help="10 s queries per size")
+    parser.add_argument("--limit", type=int, default=10)
+    parser.add_argument("--nprobe", type=int, nargs="+", default=[16, 32])
+    parser.add_argument(
+        "--clips-per-class", type=int, default=100,
+        help="how clustered the library is: fewer clips per class are harder for ANN",
+    )  # fmt: skip
+    parser.add_argument("--flow-start", action="store_true", help="also time app.py serve")
+    parser.add_argument("--workdir", help="where the workspaces go (default: the system tmp)")
+    parser.add_argument("--measure-open", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure_open:
+        open_and_search_once(args.measure_open, args.dtype)
+        return
+    rows: list[Row] = []
+    notes: list[str] = []
+    for chunks in args.sizes:
+        rows += run_size(chunks, args, notes)
+        print(f"... {chunks:,} chunks done", file=sys.stderr, flush=True)
+    print_table(rows, notes)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""Approximate search: faiss IVF candidates, exactly re-scored, kept in step with the index."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from audiosearch.ann import IvfCandidates
+from audiosearch.index import AnnSettings, ChunkIndex, ClipFilter, ClipToAdd
+
+ENCODER = "test/1"
+DIM = 32
+ANN = AnnSettings(min_chunks=1000, nprobe=8)
+
+
+def clustered_clips(n: int, rng: np.random.Generator, *, prefix: str = "c") -> list[ClipToAdd]:
+    """Clips of 2..8 chunks around one of 20 sound classes each, as real libraries cluster."""
+    classes = rng.standard_normal((20, DIM))
+    clips = []
+    for i in range(n):
+        centre = classes[rng.integers(20)] + 0.5 * rng.standard_normal(DIM)
+        chunks = int(rng.integers(2, 9))
+        vectors = centre + 0.4 * rng.standard_normal((chunks, DIM))
+        starts = np.arange(chunks) * 2.0
+        clips.append(ClipToAdd(f"/lib/{prefix}{i}.wav", 2.0 * chunks + 2, starts, starts + 4,
+                               vectors.astype(np.float32), "f1"))  # fmt: skip
+    return clips
+
+
+@pytest.fixture(scope="module")
+def library() -> tuple[list[ClipToAdd], np.ndarray]:
+    """400 clips (about 2000 chunks) and 30 queries drawn like them."""
+    rng = np.random.default_rng(7)
+    clips = clustered_clips(400, rng)
+    queries = np.concatenate([c.vectors[:1] for c in clustered_clips(30, rng, prefix="q")])
+    return clips, queries + 0.1 * rng.standard_normal(queries.shape).astype(np.float32)
+
+
+def top_uris(index: ChunkIndex, queries: np.ndarray, **kwargs) -> list[list[str]]:
+    return [[h.uri for h in hits] for hits in index.search(queries, encoder=ENCODER, **kwargs)]
+
+
+def recall(found: list[list[str]], truth: list[list[str]]) -> float:
+    return float(
+        np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth, strict=True)])
+    )
+
+
+def test_ivf_candidates_add_remove_search_and_survive_saving(tmp_path):
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((3000, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ann = IvfCandidates.train(vectors[:2000], nlist=16, nprobe=16)  # every list: exhaustive
+    ann.add(vectors, np.arange(100, 3100))
+    assert len(ann) == 3000 and sorted(ann.rows().tolist()) == list(range(100, 3100))
+    assert ann.search(vectors[5:6], 3)[0][0] == 105  # a stored vector finds its own row
+    ann.remove(np.arange(100, 200))
+    assert 105 not in ann.search(vectors[5:6], 50)[0] and len(ann) == 2900
+    ann.save(tmp_path / "ann.faiss")
+    loaded = IvfCandidates.load(tmp_path / "ann.faiss", nprobe=16)
+    assert loaded.search(vectors[7:8], 5).tolist() == ann.search(vectors[7:8], 5).tolist()
+    assert list(tmp_path.iterdir()) == [tmp_path / "ann.faiss"]  # no partial file left
+
+
+def test_ann_search_finds_nearly_what_exact_search_finds_with_exact_scores(tmp_path, library):
+    clips, queries = library
+    with ChunkIndex(tmp_path / "exact") as index:
+        index.add(clips, encoder=ENCODER)
+        exact = index.search(queries, limit=10, encoder=ENCODER)
+    with ChunkIndex(tmp_path / "ann", ann=ANN) as index:
+        index.add(clips, encoder=ENCODER)
+        assert index.stats()["search"] == "ann"
+        approx = index.search(queries, limit=10, encoder=ENCODER)
+    truth = [[h.uri for h in hits] for hits in exact]
+    assert recall([[h.uri for h in hits] for hits in approx], truth) >= 0.9
+    exact_score = {(q, h.uri): h.score for q, hits in enumerate(exact) for h in hits}
+    shared = [(q, h) for q, hits in enumerate(approx) for h in hits if (q, h.uri) in exact_score]
+    assert shared and all(h.score == pytest.approx(exact_score[q, h.uri]) for q, h in shared)
+
+
+def test_small_indexes_are_searched_exactly(tmp_path, library):
+    clips, _ = library
+    with ChunkIndex(tmp_path, ann=AnnSettings(min_chunks=10**6)) as index:
+        index.add(clips, encoder=ENCODER)
+        assert index.stats()["search"] == "exact"
+    assert not list(tmp_path.glob("ann.*"))
+
+
+def test_deleted_clips_never_come_back_from_ann_candidates(tmp_path, library):
+    clips, queries = library
+    with ChunkIndex(tmp_path, ann=ANN) as index:
+        results = index.add(clips, encoder=ENCODER)
+        before = top_uris(index, queries, limit=5)
+        doomed = {uri for uris in before for uri in uris[:2]}
+        index.delete([r.clip_id for r, c in zip(results, clips, strict=True) if c.uri in doomed])
+        after = top_uris(index, queries, limit=5)
+    assert not doomed & {uri for uris in after for uri in uris}
+
+
+def test_a_stale_saved_ann_index_is_brought_up_to_date_on_opening(tmp_path, library):
+    clips, queries = library
+    with ChunkIndex(tmp_path, ann=ANN) as index:
+        results = index.add(clips[:300], encoder=ENCODER)
+    [saved] = tmp_path.glob("ann.*.faiss")
+    shutil.copy(saved, tmp_path / "old")
+    with ChunkIndex(tmp_path, ann=ANN) as index:
+        index.delete([results[0].clip_id])
+        index.add(clips[300:], encoder=ENCODER)
+        expected = top_uris(index, queries, limit=10)
+    shutil.copy(tmp_path / "old", saved)  # as if the process died before saving the changes
+    (tmp_path / "old").unlink()
+    with ChunkIndex(tmp_path, ann=ANN) as index:
+        assert top_uris(index, queries, limit=10) == expected
+        assert clips[0].uri not in {u for uris in top_uris(index, queries, limit=50) for u in uris}
+
+
+def test_filtered_searches_fall_back_to_exact_when_candidates_run_short(tmp_path, library):
+    clips, queries = library
+    where = ClipFilter(path_glob="/lib/c1?.wav")  # 10 clips of 400
+    with ChunkIndex(tmp_path / "exact") as index:
+        index.add(clips, encoder=ENCODER)
+        exact = top_uris(index, queries, limit=5, where=where)
+    with ChunkIndex(tmp_path / "ann", ann=ANN) as index:
+        index.add(clips, encoder=ENCODER)
+        assert top_uris(index, queries, limit=5, where=where) == exact
+
+
+def test_compaction_renumbers_rows_and_the_ann_index_follows(tmp_path, library):
+    clips, queries = library
+    scan_all = AnnSettings(min_chunks=500, nprobe=1000)  # every cluster: only rows can go wrong
+    with ChunkIndex(tmp_path, ann=scan_all) as index:
+        results = index.add(clips, encoder=ENCODER)
+        index.delete([r.clip_id for r in results[:250]])  # most rows dead: compacted
+        assert [p.name for p in tmp_path.glob("vectors.*")] == ["vectors.1.f32"]
+        found = top_uris(index, queries, limit=10)
+    with ChunkIndex(tmp_path / "exact") as index:
+        index.add(clips[250:], encoder=ENCODER)
+        truth = top_uris(index, queries, limit=10)
+    assert found == truth
