@@ -2,8 +2,10 @@
 
     python app.py demo                    # index toy-data/ and show what is similar to what
     python app.py serve                   # start the flow: HTTP on 127.0.0.1:8080, /docs
-    python app.py index ~/sounds          # index a folder (recursively) into a running service
-    python app.py search query.wav        # the most similar indexed clips, ranked
+    python app.py serve --allowed-root ~/sounds   # serve, reading files under ~/sounds too
+    python app.py index ~/sounds          # index a folder (recursively) into that service
+    python app.py search query.wav        # the indexed clips most similar to a clip, ranked
+    python app.py list                    # the indexed clips (also: delete ID|PATH, stats)
     python app.py models download         # fetch the VGGish weights into models/
 
 Run ``python app.py COMMAND --help`` for each command's options.
@@ -12,9 +14,11 @@ Run ``python app.py COMMAND --help`` for each command's options.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent
 FLOW_YML = ROOT / "flow.yml"
+#: The API key the service requires (if set where it runs) and that the commands send.
+API_KEY_ENV = "AUDIOSEARCH_API_KEY"
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".aac", ".opus", ".aif",
                   ".aiff", ".wma", ".webm"}  # fmt: skip
 
@@ -31,8 +37,14 @@ AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".aac", ".opu
 def flow_config(
     *, port: int | None = None, host: str | None = None, workspace: str | None = None,
     encoder: str | None = None, models_dir: str | None = None,
+    allowed_roots: Sequence[str] = (), max_seconds: float | None = None,
+    shards: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """flow.yml as a dict, with the given values put in place of its own."""
+    """flow.yml as a dict, with the given values put in place of its own.
+
+    ``allowed_roots`` and the folders in AUDIOSEARCH_ALLOWED_ROOTS (os.pathsep-separated) are
+    added to flow.yml's; AUDIOSEARCH_API_KEY, when set, becomes the gateway's API key.
+    """
     config = yaml.safe_load(FLOW_YML.read_text())
     if port is not None:
         config["with"]["port"] = port
@@ -41,10 +53,21 @@ def flow_config(
     executors = {e["name"]: e for e in config["executors"]}
     if workspace is not None:
         executors["indexer"]["workspace"] = str(Path(workspace).absolute())
+    if shards is not None:
+        executors["indexer"]["shards"] = shards
     if encoder is not None:
         executors["encoder"]["uses_with"]["encoder"] = encoder
     if models_dir is not None:
         executors["encoder"]["uses_with"]["models_dir"] = str(Path(models_dir).absolute())
+    segmenter = executors["segmenter"]["uses_with"]
+    env_roots = os.environ.get("AUDIOSEARCH_ALLOWED_ROOTS", "").split(os.pathsep)
+    segmenter["allowed_roots"] = segmenter["allowed_roots"] + [
+        str(Path(root).expanduser().absolute()) for root in (*env_roots, *allowed_roots) if root
+    ]
+    if max_seconds is not None:
+        segmenter["max_seconds"] = max_seconds
+    if os.environ.get(API_KEY_ENV):
+        config["gateway"]["uses_with"]["api_key"] = os.environ[API_KEY_ENV]
     return config
 
 
@@ -80,47 +103,146 @@ def batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[lo : lo + size]
 
 
+class RequestFailed(Exception):
+    """The service is up but answered one request with an HTTP error or did not answer in time."""
+
+
+def api_key_header() -> dict[str, str]:
+    """The X-API-Key header carrying AUDIOSEARCH_API_KEY, when it is set."""
+    key = os.environ.get(API_KEY_ENV)
+    return {"X-API-Key": key} if key else {}
+
+
 def post(url: str, endpoint: str, docs: list[dict], parameters: dict | None = None) -> list[dict]:
-    """POST ``docs`` to ``endpoint``; the returned documents, or SystemExit with the reason."""
+    """POST ``docs`` to ``endpoint``; the returned documents.
+
+    Raises :class:`RequestFailed` for an HTTP error or a time-out, SystemExit when nothing
+    answers at ``url``.
+    """
     try:
         response = httpx.post(
-            f"{url}/{endpoint}", json={"data": docs, "parameters": parameters or {}}, timeout=600
-        )
+            f"{url}/{endpoint}", json={"data": docs, "parameters": parameters or {}},
+            headers=api_key_header(), timeout=600,
+        )  # fmt: skip
+    except httpx.TimeoutException as exc:
+        raise RequestFailed(f"{endpoint}: no answer in time ({exc!r})") from None
     except httpx.HTTPError as exc:
         raise SystemExit(
             f"cannot reach the service at {url} ({exc}); start it: python app.py serve"
         ) from None
     if response.status_code != 200:
-        raise SystemExit(f"{endpoint} failed: HTTP {response.status_code}: {response.text[:500]}")
+        raise RequestFailed(f"{endpoint} failed: HTTP {response.status_code}: {reason(response)}")
     return response.json()["data"]
 
 
+def reason(response: httpx.Response) -> str:
+    """What an error response says: its JSON ``detail`` when it is a message, else its text."""
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    return detail if isinstance(detail, str) else response.text[:500]
+
+
+#: /index requests kept in flight: the segmenter decodes the next batch while the encoder (a
+#: separate process) embeds the current one. More only holds more decoded audio in memory.
+INDEX_REQUESTS_IN_FLIGHT = 2
+
+
 def index_files(url: str, paths: Sequence[str], *, batch_size: int, quiet: bool) -> list[dict]:
-    """Send the audio under ``paths`` to ``/index`` in batches, with a progress bar."""
+    """Send the audio under ``paths`` to ``/index`` in batches, with a progress bar.
+
+    ``INDEX_REQUESTS_IN_FLIGHT`` batches are under way at a time; results come back in order.
+    The bar moves once per batch and shows files done, their rate, hours of audio indexed,
+    the speed relative to real time and the failures so far.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+    from functools import partial
+
     from tqdm import tqdm
 
-    files = find_audio(paths)
-    results: list[dict] = []
-    with tqdm(total=len(files), unit="file", disable=quiet, file=sys.stderr) as bar:
-        for batch in batched(files, batch_size):
-            docs = post(url, "index", [{"uri": str(p)} for p in batch])
-            results += docs
-            failed = sum(d["status"] == "error" for d in results)
-            hours = sum(d.get("duration") or 0 for d in results) / 3600
-            bar.set_postfix(failed=failed, audio=f"{hours:.2f} h")
-            bar.update(len(batch))
+    results, files = skip_unchanged(url, find_audio(paths))
+    started = time.monotonic()
+    batches = list(batched(files, batch_size))
+    pool = ThreadPoolExecutor(INDEX_REQUESTS_IN_FLIGHT)
+    with tqdm(
+        total=len(results) + len(files), initial=len(results), unit="file", disable=quiet,
+        file=sys.stderr,
+    ) as bar:  # fmt: skip
+        try:
+            for answer in pool.map(partial(index_batch, url), batches):
+                results += answer
+                bar.update(len(answer))  # one document per file
+                bar.set_postfix_str(progress_note(results, time.monotonic() - started))
+        finally:
+            pool.shutdown(cancel_futures=True)  # after an error or Ctrl-C, send no more
     return results
 
 
-def print_index_summary(results: list[dict]) -> None:
-    """Counts by status, then each failed file with its reason."""
+def skip_unchanged(url: str, files: Sequence[Path]) -> tuple[list[dict], list[Path]]:
+    """The files the index holds as they are now (as ``unchanged`` results), and the others.
+
+    Comparing size and modification time here spares the service decoding and encoding files
+    that it would only find unchanged: re-indexing a library costs what changed in it.
+    """
+    from audiosearch.paths import fingerprint
+
+    unchanged: list[dict] = []
+    todo: list[Path] = []
+    try:
+        for batch in batched(files, 256):  # the gateway's max_docs
+            for path, doc in zip(batch, post(url, "clips", [{"uri": str(p)} for p in batch]),
+                                 strict=True):  # fmt: skip
+                if doc.get("status") == "indexed" and doc.get("fingerprint") == (
+                    fingerprint(path) if path.is_file() else None
+                ):
+                    unchanged.append(doc | {"status": "unchanged"})
+                else:
+                    todo.append(path)
+    except RequestFailed:  # a service without /clips: it finds unchanged files itself
+        return [], list(files)
+    return unchanged, todo
+
+
+def index_batch(url: str, files: Sequence[Path]) -> list[dict]:
+    """``/index``'s answer for ``files``.
+
+    Each file's problem is normally reported in its own document; should the request as a whole
+    fail, the files are sent again one by one, so one bad file fails alone.
+    """
+    try:
+        return post(url, "index", [{"uri": str(p)} for p in files])
+    except RequestFailed as exc:
+        if len(files) == 1:
+            return [{"uri": str(files[0]), "status": "error", "error": str(exc)}]
+        return [doc for path in files for doc in index_batch(url, [path])]
+
+
+def progress_note(results: list[dict], seconds: float) -> str:
+    """How much audio ``results`` hold, how much faster than real time, and failures."""
+    audio = sum(d.get("duration") or 0 for d in results)
+    failed = sum(d["status"] == "error" for d in results)
+    length = f"{audio / 3600:.2f} h" if audio >= 3600 else f"{audio / 60:.1f} min"
+    return f"{length} audio, {audio / max(seconds, 1e-9):.0f}x realtime, {failed} failed"
+
+
+def print_index_summary(results: list[dict], seconds: float) -> None:
+    """Counts by status and the totals, then each failed file with the reason."""
     from collections import Counter
 
     counts = Counter(d["status"] for d in results)
-    print(", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no audio files")
-    for doc in results:
-        if doc["status"] == "error":
-            print(f"  FAILED {doc['error']}")
+    statuses = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    print(
+        f"{len(results)} files in {seconds:.1f} s: {statuses}; {progress_note(results, seconds)}"
+        if results
+        else "no audio files found"
+    )
+    failures = [d for d in results if d["status"] == "error"]
+    if failures:
+        print("failed:")
+    for doc in failures:
+        uri = doc.get("uri") or "(no path)"
+        print(f"  {uri}\n      {doc['error'].removeprefix(f'{uri}: ')}")
 
 
 def print_matches(query: str, doc: dict) -> None:
@@ -133,8 +255,11 @@ def print_matches(query: str, doc: dict) -> None:
         console.print(f"[red]{doc['error']}[/red]")
         return
     table = Table(title=f"Most similar to {query}", title_justify="left")
-    for column in ("rank", "score", "matched", "query part", "clip"):
-        table.add_column(column, justify="right" if column in ("rank", "score") else "left")
+    for column in ("rank", "score", "matched segment", "query segment", "path"):
+        table.add_column(
+            column, justify="right" if column in ("rank", "score") else "left",
+            overflow="fold" if column == "path" else "ellipsis",
+        )  # fmt: skip
     for rank, m in enumerate(doc["matches"], 1):
         table.add_row(
             str(rank), f"{m['score']:.3f}", f"{m['start']:.1f}-{m['end']:.1f} s",
@@ -151,43 +276,179 @@ def _short(uri: str) -> str:
 def cmd_serve(args: argparse.Namespace) -> None:
     config = flow_config(
         port=args.port, host=args.host, workspace=args.workspace, encoder=args.encoder,
-        models_dir=args.models_dir,
+        models_dir=args.models_dir, allowed_roots=args.allowed_root, max_seconds=args.max_seconds,
+        shards=args.shards,
     )  # fmt: skip
     with build_flow(config) as flow:
-        print(f"serving on {base_url(config)} (Swagger UI: {base_url(config)}/docs)", flush=True)
+        url = base_url(config)
+        print(f"serving on {url} (web page: {url}/ui, Swagger UI: {url}/docs)", flush=True)
         flow.block()
 
 
 def cmd_index(args: argparse.Namespace) -> None:
+    started = time.monotonic()
     results = index_files(args.url, args.paths, batch_size=args.batch_size, quiet=args.json)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        print_index_summary(results)
+        print_index_summary(results, time.monotonic() - started)
     if any(d["status"] == "error" for d in results):
         sys.exit(1)
 
 
+def search_query(args: argparse.Namespace) -> tuple[dict, str]:
+    """The /search document for the command line's query, and a name for it."""
+    if args.clip_id is not None:
+        return {"clip_id": args.clip_id}, f"clip {args.clip_id}"
+    path = Path(args.file).expanduser().absolute()
+    if args.server_path:
+        return {"uri": str(path)}, args.file
+    try:  # sent as bytes, so the service may run on another machine
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SystemExit(f"{args.file}: cannot read it ({exc.strerror}); check the path") from None
+    return {"audio_base64": base64.b64encode(data).decode("ascii"), "uri": path.name}, args.file
+
+
 def cmd_search(args: argparse.Namespace) -> None:
-    query = str(Path(args.file).expanduser().absolute())
-    [doc] = post(args.url, "search", [{"uri": query}], {"limit": args.limit})
+    query, name = search_query(args)
+    filters = {
+        "min_score": args.min_score, "min_duration": args.min_duration,
+        "max_duration": args.max_duration, "path_glob": args.path_glob,
+    }  # fmt: skip
+    parameters = {"limit": args.limit} | {k: v for k, v in filters.items() if v is not None}
+    [doc] = post(args.url, "search", [query], parameters)
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
-        print_matches(args.file, doc)
+        print_matches(name, doc)
     if doc.get("status") == "error":
         sys.exit(1)
 
 
-def cmd_models_download(args: argparse.Namespace) -> None:
-    from audiosearch.errors import ModelFileError
-    from audiosearch.model_files import download_model_files
+def cmd_list(args: argparse.Namespace) -> None:
+    docs = post(args.url, "list", [], {"offset": args.offset, "limit": args.limit})
+    if args.json:
+        print(json.dumps(docs, indent=2))
+    else:
+        print_clips(docs, title=f"Indexed clips {args.offset + 1}-{args.offset + len(docs)}")
+    if any(d.get("status") == "error" for d in docs):
+        sys.exit(1)
 
+
+def cmd_delete(args: argparse.Namespace) -> None:
+    named = [
+        {"clip_id": int(c)} if c.isdigit() else {"uri": str(Path(c).expanduser().absolute())}
+        for c in args.clips
+    ]
+    docs = post(args.url, "delete", named)
+    if args.json:
+        print(json.dumps(docs, indent=2))
+    else:
+        print_clips(docs, title="Deleted")
+    if any(d.get("status") == "error" for d in docs):
+        sys.exit(1)
+
+
+def cmd_stats(args: argparse.Namespace) -> None:
+    [doc] = post(args.url, "stats", [])
+    stats = doc.get("stats") or {}
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return
+    for key, value in stats.items():
+        if key != "per_shard":
+            print(f"{key:>14}: {value}")
+
+
+def print_clips(docs: list[dict], *, title: str) -> None:
+    """A table of clips as /list, /clips and /delete describe them; errors in red."""
+    from datetime import datetime
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=title, title_justify="left")
+    for column in ("id", "duration", "chunks", "indexed", "path"):
+        table.add_column(column, justify="right" if column in ("id", "chunks") else "left",
+                         overflow="fold" if column == "path" else "ellipsis")  # fmt: skip
+    for doc in docs:
+        if doc.get("status") == "error":
+            console.print(f"[red]{doc['error']}[/red]")
+            continue
+        indexed = datetime.fromtimestamp(doc["indexed_at"]).strftime("%Y-%m-%d %H:%M")
+        table.add_row(str(doc["clip_id"]), f"{doc['duration']:.1f} s", str(doc["chunk_count"]),
+                      indexed, _short(doc["uri"]))  # fmt: skip
+    if table.rows:
+        console.print(table)
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from audiosearch.errors import ModelFileError
+    from audiosearch.model_files import download_model_files, find_vggish_files
+    from audiosearch.vggish import smoke_test
+
+    models_dir = Path(args.models_dir)
     try:
-        for path in download_model_files(Path(args.models_dir)):
-            print(f"ok {path}")
+        if args.models_command == "download":
+            for path in download_model_files(models_dir):
+                print(f"ok {path}")
+            return
+        weights, pca = find_vggish_files(models_dir)
+        report = smoke_test(models_dir, weights_file=weights, pca_file=pca)
     except ModelFileError as exc:
-        raise SystemExit(f"models download failed: {exc}") from None
+        raise SystemExit(f"models {args.models_command} failed: {exc}") from None
+    for key, expected in report["expected"].items():
+        print(f"{key:>20}: {report[key]:10.6f}  (reference {expected}, within 10 %)")
+    if not report["passed"]:
+        raise SystemExit(f"{weights} does not reproduce Google's VGGish: {report['failed']} off")
+    print(f"ok: {weights} reproduces the reference VGGish smoke test")
+
+
+def containerized(config: dict[str, Any], image: str, tag: str) -> tuple[dict[str, Any], list[str]]:
+    """``config`` with the gateway and every executor run from an image of its own, and the
+    ``docker build`` commands that make those images from this project's Dockerfile."""
+    builds: list[str] = []
+
+    def image_of(name: str, uses: str, py_modules: list[str]) -> str:
+        builds.append(
+            f"docker build --build-arg EXECUTOR={uses} --build-arg PY_MODULE={py_modules[0]} "
+            f"-t {image}-{name}:{tag} ."
+        )
+        return f"docker://{image}-{name}:{tag}"
+
+    gateway = config["gateway"]
+    gateway["uses"] = image_of("gateway", gateway["uses"], gateway["py_modules"])
+    for executor in config["executors"]:
+        if executor.get("shards", 1) > 1:  # Jina runs the shards' head from the plain image
+            builds.insert(0, f"docker build -t {image}:{tag} .")
+        if "uses_after" in executor:
+            executor["uses_after"] = image_of(
+                f"{executor['name']}-merger", executor["uses_after"], executor["py_modules"]
+            )
+        executor["uses"] = image_of(executor["name"], executor["uses"], executor["py_modules"])
+        if "workspace" in executor:  # a volume that outlives the container, where the image has it
+            executor["workspace"], executor["volumes"] = "/app/workspace", ["/app/workspace"]
+    config["with"]["disable_auto_volume"] = True  # else compose mounts a cache over /app, the code
+    return config, builds
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    out = Path(args.out).absolute()
+    config, builds = containerized(
+        flow_config(host="0.0.0.0", shards=args.shards), args.image, args.tag
+    )
+    os.environ.setdefault("JINA_GATEWAY_IMAGE", f"{args.image}:{args.tag}")  # for shard heads
+    flow = build_flow(config)
+    if args.target == "kubernetes":
+        flow.to_kubernetes_yaml(str(out), k8s_namespace=args.namespace)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        flow.to_docker_compose_yaml(str(out / "docker-compose.yml"))
+    print(f"wrote {out}; build the images it runs, in {ROOT}:")
+    for command in dict.fromkeys(builds):
+        print(f"  {command}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -197,8 +458,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
     )
     url = base_url(config)
     with build_flow(config):
+        started = time.monotonic()
         results = index_files(url, [str(ROOT / "toy-data")], batch_size=8, quiet=False)
-        print_index_summary(results)
+        print_index_summary(results, time.monotonic() - started)
         for query in sorted(find_audio([str(ROOT / "toy-data")]))[: args.queries]:
             [doc] = post(url, "search", [{"uri": str(query)}], {"limit": 5})
             print_matches(query.name, doc)
@@ -230,6 +492,16 @@ def parser() -> argparse.ArgumentParser:
     commands.choices["serve"].add_argument(
         "--host", help="address to listen on (flow.yml: 127.0.0.1; 0.0.0.0 exposes it)"
     )
+    commands.choices["serve"].add_argument(
+        "--allowed-root", action="append", default=[], metavar="DIR",
+        help="also read clients' audio files under DIR (repeatable; flow.yml: toy-data, data)",
+    )  # fmt: skip
+    commands.choices["serve"].add_argument(
+        "--max-seconds", type=float, help="decode only this much of each file (flow.yml: 600)"
+    )
+    commands.choices["serve"].add_argument(
+        "--shards", type=int, help="indexer shards; keep the number an index was built with (1)"
+    )
     commands.choices["demo"].add_argument(
         "--queries", type=int, default=3, help="how many toy clips to search with"
     )
@@ -238,24 +510,70 @@ def parser() -> argparse.ArgumentParser:
         "index", "Index audio files or folders (recursively).", "python app.py index ~/sounds"
     )
     index.add_argument("paths", nargs="+", help="audio files or folders")
-    index.add_argument("--batch-size", type=int, default=16, help="files per request")
+    index.add_argument(
+        "--batch-size", type=int, default=16, help="files per request (progress shows per batch)"
+    )
 
     search = command(
-        "search", "Find the indexed clips most similar to FILE.", "python app.py search q.wav"
+        "search",
+        "Find the indexed clips most similar to FILE (its bytes are sent, so the service may "
+        "run elsewhere), or to an indexed clip.",
+        "python app.py search q.wav --limit 5 --max-duration 10\n"
+        "  python app.py search --clip-id 12        # more like indexed clip 12",
     )
-    search.add_argument("file", help="the query clip")
+    query = search.add_mutually_exclusive_group(required=True)
+    query.add_argument("file", nargs="?", help="the query clip")
+    query.add_argument("--clip-id", type=int, help="search with this indexed clip instead")
+    search.add_argument(
+        "--server-path", action="store_true",
+        help="send FILE's path for the service to read instead of its bytes (same machine)",
+    )  # fmt: skip
     search.add_argument("--limit", type=int, default=10, help="how many clips to show")
+    search.add_argument("--min-score", type=float, help="leave out clips scoring less (-1..1)")
+    search.add_argument("--min-duration", type=float, help="shortest clip to show, seconds")
+    search.add_argument("--max-duration", type=float, help="longest clip to show, seconds")
+    search.add_argument("--path-glob", help="only clips whose path matches, e.g. '*/drums/*'")
 
-    for sub in (index, search):
+    listing = command(
+        "list", "List the indexed clips, by id, a page at a time.",
+        "python app.py list --offset 50 --limit 50",
+    )  # fmt: skip
+    listing.add_argument("--offset", type=int, default=0, help="clips to skip (default 0)")
+    listing.add_argument("--limit", type=int, default=50, help="clips to show, 1..1000")
+    delete = command(
+        "delete", "Remove clips from the index (the files stay where they are).",
+        "python app.py delete 12 ~/sounds/old_take.wav",
+    )  # fmt: skip
+    delete.add_argument("clips", nargs="+", help="clip ids (whole numbers) or file paths")
+    stats = command(
+        "stats", "Show what the index holds and how it is set up.", "python app.py stats"
+    )
+
+    for sub in (index, search, listing, delete, stats):
         sub.add_argument("--url", default=default_url, help=f"the service (default {default_url})")
         sub.add_argument("--json", action="store_true", help="print the raw JSON results")
 
+    export = command(
+        "export", "Write Kubernetes or docker-compose files for the flow in flow.yml, each "
+        "executor in an image of its own (the command prints how to build them).",
+        "python app.py export kubernetes k8s/ --shards 2",
+    )  # fmt: skip
+    export.add_argument("target", choices=("kubernetes", "docker-compose"))
+    export.add_argument("out", help="folder to write into")
+    export.add_argument("--image", default="audiosearch", help="image name (prefix)")
+    export.add_argument("--tag", default="latest", help="image tag")
+    export.add_argument("--shards", type=int, help="indexer shards (flow.yml: 1)")
+    export.add_argument("--namespace", default="audiosearch", help="Kubernetes namespace")
+
     models = command("models", "Manage model files.", "python app.py models download")
     models_commands = models.add_subparsers(dest="models_command", required=True)
-    download = models_commands.add_parser(
-        "download", help="Fetch VGGish weights and PCA parameters, verify their sha256."
-    )
-    download.add_argument("--models-dir", default=str(ROOT / "models"))
+    for name, help in (
+        ("download", "Fetch VGGish weights and PCA parameters, verify their sha256."),
+        ("check", "Run Google's VGGish smoke test on the weights in models/."),
+    ):
+        models_commands.add_parser(name, help=help).add_argument(
+            "--models-dir", default=str(ROOT / "models")
+        )
     return top
 
 
@@ -264,9 +582,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
     handlers = {
         "serve": cmd_serve, "demo": cmd_demo, "index": cmd_index, "search": cmd_search,
-        "models": cmd_models_download,
+        "list": cmd_list, "delete": cmd_delete, "stats": cmd_stats, "export": cmd_export,
+        "models": cmd_models,
     }  # fmt: skip
-    handlers[args.command](args)
+    try:
+        handlers[args.command](args)
+    except RequestFailed as exc:
+        raise SystemExit(str(exc)) from None
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ class AudioSearchError(Exception):
 
 
 class InvalidInputError(AudioSearchError, ValueError):
-    """A request, parameter or path is not acceptable (wrong value, outside the allowed roots...)."""
+    """A request, parameter or path is not acceptable (a wrong value, a path outside the roots)."""
 
 
 class AudioDecodeError(AudioSearchError):

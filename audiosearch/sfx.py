@@ -9,6 +9,7 @@ window goes through it at once and gives one 512-d vector.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator, Sequence
 from importlib.resources import files
 from pathlib import Path
 
@@ -16,8 +17,10 @@ import librosa
 import numpy as np
 import soxr
 import torch
+from numpy.lib.stride_tricks import sliding_window_view
 
 from audiosearch.audio import SAMPLE_RATE
+from audiosearch.encoder import Clip, Piece, embed_pieces, split_rows
 from audiosearch.errors import ModelFileError
 from audiosearch.segment import WINDOW_SECONDS
 
@@ -34,6 +37,7 @@ N_MELS = 96
 LOG_SCALE_MAX = 9.457798957824707
 #: Peak normalisation floor: quieter windows are not blown up into noise.
 MIN_PEAK = 1e-3
+WINDOW_SAMPLES = round(WINDOW_SECONDS * SAMPLE_RATE)
 
 
 def checkpoint_path() -> Path:
@@ -75,7 +79,9 @@ class SfxEncoder:
         net.load_state_dict(
             {k.removeprefix(prefix): v for k, v in weights.items() if k.startswith(prefix)}
         )
-        self.net = net.eval()
+        # oneDNN's convolutions run ~1.4x faster with channels-last weights on CPU (batches of
+        # 32 windows, 2 cores); outputs move by float32 round-off only (1e-7 relative).
+        self.net = net.eval().to(memory_format=torch.channels_last)
         self.batch_size = batch_size
         self.version = f"aisfx-0.1.2-{CHECKPOINT_SHA256[:8]}"
         self._mel_basis = librosa.filters.mel(
@@ -97,14 +103,35 @@ class SfxEncoder:
 
     def embed_windows(self, waveform: np.ndarray, starts: np.ndarray) -> np.ndarray:
         """One 512-d vector per 4 s window of a 16 kHz waveform (see :class:`Encoder`)."""
-        window = round(WINDOW_SECONDS * SAMPLE_RATE)
-        # Resample each window on its own so a window's vector never depends on its neighbours.
-        upsampled = np.stack(
-            [soxr.resample(waveform[s : s + window], SAMPLE_RATE, MODEL_RATE) for s in starts]
-        )
-        out = np.empty((len(starts), self.dim), dtype=np.float32)
-        with torch.inference_mode():
+        return self.embed_batch([(waveform, starts)])[0]
+
+    def embed_batch(self, clips: Sequence[Clip]) -> list[np.ndarray]:
+        """:meth:`embed_windows` for several clips, ``batch_size`` windows per forward pass.
+
+        Batches run across clips; windows are cut a batch at a time, so a long clip never has
+        all its (overlapping) windows copied out at once.
+        """
+        counts = [len(starts) for _, starts in clips]
+        vectors = embed_pieces(
+            self._window_pieces(clips), self._embed_16k_windows,
+            rows=sum(counts), dim=self.dim, batch_size=self.batch_size,
+        )  # fmt: skip
+        return split_rows(vectors, counts)
+
+    def _window_pieces(self, clips: Sequence[Clip]) -> Iterator[Piece]:
+        """Up to ``batch_size`` windows ``(k, 64000)`` of a clip at a time, with their rows."""
+        offset = 0
+        for waveform, starts in clips:
+            windows = sliding_window_view(np.asarray(waveform, np.float32), WINDOW_SAMPLES)
             for lo in range(0, len(starts), self.batch_size):
-                batch = self.log_mel(upsampled[lo : lo + self.batch_size])
-                out[lo : lo + len(batch)] = self.net(torch.from_numpy(batch)).numpy()
-        return out
+                some = np.asarray(starts[lo : lo + self.batch_size], dtype=np.int64)
+                yield windows[some], offset + lo + np.arange(len(some))
+            offset += len(starts)
+
+    def _embed_16k_windows(self, windows: np.ndarray) -> np.ndarray:
+        """Vectors ``(n, 512)`` of ``n`` 16 kHz windows ``(n, 64000)``."""
+        # soxr resamples every channel on its own: the windows, given as the channels of one
+        # signal, come out exactly as if resampled one by one, so no window sees its neighbours.
+        upsampled = np.ascontiguousarray(soxr.resample(windows.T, SAMPLE_RATE, MODEL_RATE).T)
+        with torch.inference_mode():
+            return self.net(torch.from_numpy(self.log_mel(upsampled))).numpy()

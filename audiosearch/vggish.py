@@ -28,6 +28,7 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from torch import nn
 
+from audiosearch.encoder import Clip, Piece, embed_pieces, split_rows
 from audiosearch.errors import InvalidInputError
 from audiosearch.model_files import (
     VGGISH_PCA_PARAMS,
@@ -231,13 +232,23 @@ def window_examples(waveform: np.ndarray, starts: Sequence[int] | np.ndarray) ->
     Equal, value for value, to :func:`waveform_to_examples` of each 64,000-sample chunk. Meant
     for inspection and tests; :meth:`VGGishEncoder.embed_windows` does the same batch by batch.
     """
-    x = to_float_waveform(waveform)
-    s = _check_starts(starts, len(x))
+    x, s = _checked_clip(waveform, starts)
     out = np.empty((len(s), EXAMPLES_PER_WINDOW, EXAMPLE_FRAMES, NUM_BANDS), dtype=np.float32)
     for indices, log_mel, first_frames in _frame_groups(x, s):
-        for i, f in zip(indices, first_frames, strict=True):
-            out[i] = log_mel[f : f + WINDOW_FRAMES].reshape(out.shape[1:])
+        out[indices] = _examples_at(log_mel, first_frames)
     return out
+
+
+def _checked_clip(waveform: np.ndarray, starts: Sequence[int] | np.ndarray) -> Clip:
+    """``waveform`` as floats and ``starts`` as int64, both checked (see the two checks)."""
+    x = to_float_waveform(waveform)
+    return x, _check_starts(starts, len(x))
+
+
+def _examples_at(log_mel: np.ndarray, first_frames: np.ndarray) -> np.ndarray:
+    """The 4 examples of the windows whose log-mel starts at ``first_frames``, in one gather."""
+    frames = first_frames[:, None] + np.arange(WINDOW_FRAMES)
+    return log_mel[frames].reshape(-1, EXAMPLES_PER_WINDOW, EXAMPLE_FRAMES, NUM_BANDS)
 
 
 def _frame_groups(
@@ -446,17 +457,39 @@ class VGGishEncoder:
         per frame grid for the whole span (once per file for starts on multiples of 160) and
         sliced into 4 examples per window, which is identical to computing it per chunk.
         """
-        x = to_float_waveform(waveform)
-        s = _check_starts(starts, len(x))
-        out = np.empty((len(s), EMBEDDING_DIM), dtype=np.float32)
+        return self.embed_batch([(waveform, starts)])[0]
+
+    def embed_batch(self, clips: Sequence[Clip]) -> list[np.ndarray]:
+        """:meth:`embed_windows` for several clips, their windows batched across clips.
+
+        Every clip is checked before any work starts. Forward passes take ``batch_size``
+        examples from as many clips as it takes; a clip's log-mel is computed when its first
+        window is due, so memory holds one clip's log-mel and one batch, however many clips.
+        """
+        checked = [_checked_clip(waveform, starts) for waveform, starts in clips]
+        counts = [len(starts) for _, starts in checked]
         per_batch = max(1, self.batch_size // EXAMPLES_PER_WINDOW)
-        for indices, log_mel, first_frames in _frame_groups(x, s):
-            for j in range(0, len(indices), per_batch):
-                frames = first_frames[j : j + per_batch]
-                examples = np.stack([log_mel[f : f + WINDOW_FRAMES] for f in frames])
-                raw = self.embed_examples(examples.reshape(-1, EXAMPLE_FRAMES, NUM_BANDS))
-                out[indices[j : j + per_batch]] = self.project(raw).reshape(len(frames), -1)
-        return out
+        vectors = embed_pieces(
+            _example_pieces(checked, per_batch), self._embed_window_examples,
+            rows=sum(counts), dim=EMBEDDING_DIM, batch_size=per_batch,
+        )  # fmt: skip
+        return split_rows(vectors, counts)
+
+    def _embed_window_examples(self, examples: np.ndarray) -> np.ndarray:
+        """Vectors ``(n, 512)`` of the examples ``(n, 4, 96, 64)`` of ``n`` windows."""
+        raw = self.embed_examples(examples.reshape(-1, EXAMPLE_FRAMES, NUM_BANDS))
+        return self.project(raw).reshape(len(examples), EMBEDDING_DIM)
+
+
+def _example_pieces(clips: Sequence[Clip], per_batch: int) -> Iterator[Piece]:
+    """The examples of up to ``per_batch`` windows at a time, with their rows in the output."""
+    offset = 0
+    for x, starts in clips:
+        for indices, log_mel, first_frames in _frame_groups(x, starts):
+            for lo in range(0, len(indices), per_batch):
+                some = slice(lo, lo + per_batch)
+                yield _examples_at(log_mel, first_frames[some]), offset + indices[some]
+        offset += len(starts)
 
 
 def smoke_test(

@@ -23,7 +23,10 @@ class ClipMatchDoc(BaseDoc):
 
     clip_id: int = Field(description="Id of the indexed clip")
     uri: str = Field(description="Path of the indexed clip")
-    score: float = Field(description="Cosine similarity of the best matching chunk pair, -1..1")
+    score: float = Field(
+        description="Cosine similarity of the best matching chunk pair, -1..1 (other ranking "
+        "strategies: their score; duplicates=true: correlation of the aligned audio, 0..1)"
+    )
     start: float = Field(description="Start of the matched segment in the indexed clip, seconds")
     end: float = Field(description="End of the matched segment in the indexed clip, seconds")
     query_start: float = Field(0.0, description="Start of the query segment that matched, s")

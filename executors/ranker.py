@@ -1,15 +1,37 @@
 """Ranker: collapse the chunk matches of each query into its most similar clips."""
 
+import numpy as np
 from docarray import DocList
 from jina import Executor, requests
 
-from audiosearch.index import ChunkHit
-from audiosearch.rank import QueryChunkHits, check_limit, rank_by_best_chunk
+from audiosearch.audio import SAMPLE_RATE, load_audio
+from audiosearch.duplicates import find_duplicates
+from audiosearch.errors import AudioSearchError, InvalidInputError
+from audiosearch.index import ChunkHit, check_min_score
+from audiosearch.rank import (
+    DEFAULT_STRATEGY,
+    QueryChunkHits,
+    check_flag,
+    check_limit,
+    check_strategy,
+    rank_clips,
+)
 from executors.docs import AudioDoc, ChunkDoc, ClipMatchDoc, item_errors
 
 
 class Ranker(Executor):
-    """Ranks clips by their best chunk-pair cosine score and keeps the top ``limit``."""
+    """Ranks clips by their chunk matches and keeps the top ``limit``.
+
+    ``strategy`` names how chunk matches make a clip's score (see
+    :data:`audiosearch.rank.STRATEGIES`); a request may pick another with its ``strategy``
+    parameter. With ``duplicates=true`` a request gets, of those ``limit`` clips, only the
+    copies of the query (re-encoded, trimmed, louder or quieter), each scored by how well its
+    audio correlates with the query's (see :mod:`audiosearch.duplicates`).
+    """
+
+    def __init__(self, strategy: str = DEFAULT_STRATEGY, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.strategy = check_strategy(strategy)
 
     @requests(on="/search")
     def rank(self, docs: DocList[AudioDoc], parameters: dict, **kwargs) -> DocList[AudioDoc]:
@@ -26,14 +48,45 @@ class Ranker(Executor):
                     )
                     for c in doc.chunks
                 ]
-                ranked = rank_by_best_chunk(chunks, limit=check_limit(parameters.get("limit", 10)))
-                doc.matches = DocList[ClipMatchDoc](ClipMatchDoc(**vars(m)) for m in ranked)
+                ranked = rank_clips(
+                    chunks,
+                    strategy=parameters.get("strategy", self.strategy),
+                    limit=check_limit(parameters.get("limit", 10)),
+                    exclude=doc.clip_id,  # "more like this": not the clip itself
+                )
+                if check_flag("duplicates", parameters.get("duplicates")):
+                    ranked = find_duplicates(self._query_waveform(doc), ranked, self._load_indexed)
+                min_score = check_min_score(parameters.get("min_score"))
+                doc.matches = DocList[ClipMatchDoc](
+                    ClipMatchDoc(**vars(m))
+                    for m in ranked
+                    if min_score is None or m.score >= min_score
+                )
                 doc.status = "searched"
             doc.chunks = DocList[ChunkDoc]()
-            doc.fingerprint = doc.encoder = None
+            doc.fingerprint = doc.encoder = doc.tensor = None
         return docs
 
-    @requests(on="/index")
+    @staticmethod
+    def _query_waveform(doc: AudioDoc) -> np.ndarray:
+        """The query's decoded audio, which the encoder keeps for ``duplicates=true``."""
+        if doc.tensor is None:
+            raise InvalidInputError(
+                "duplicates=true compares audio: send the query as uri or audio_base64 "
+                "(a clip_id alone carries none)"
+            )
+        # The segmenter loops a clip shorter than a window; the copy check needs the clip itself.
+        return np.asarray(doc.tensor, dtype=np.float32)[: round(doc.duration * SAMPLE_RATE)]
+
+    def _load_indexed(self, uri: str) -> np.ndarray | None:
+        """An indexed clip's audio, or None (logged) when its file can no longer be read."""
+        try:
+            return load_audio(uri)
+        except AudioSearchError as exc:
+            self.logger.warning(f"duplicates: skipping {uri}: {exc}")
+            return None
+
+    @requests(on=["/index", "/list", "/clips", "/delete", "/stats"])
     def pass_through(self, docs: DocList[AudioDoc], **kwargs) -> DocList[AudioDoc]:
-        """Indexing has nothing to rank; the endpoint exists because Jina chains every step."""
+        """Nothing to rank; the endpoints exist because Jina chains every step."""
         return docs
