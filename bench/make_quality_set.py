@@ -290,6 +290,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT, help=f"output folder (default {OUT})")
     out = parser.parse_args().out
     check_requirements()
+    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.csv").is_file():
+        raise SystemExit(f"{out}: not empty and not a set made here; choose another --out")
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     clips = plan()
