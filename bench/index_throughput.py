@@ -50,6 +50,8 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # app.py and tests.conftest (generated weights, the server)
 
+from table import print_table  # noqa: E402
+
 DATA = ROOT / "bench" / "data" / "throughput"
 LIBRARY_FORMATS = [("wav", "WAV", "PCM_16"), ("flac", "FLAC", "PCM_16"),
                    ("mp3", "MP3", "MPEG_LAYER_III")]  # fmt: skip
@@ -365,16 +367,10 @@ PATHS = {
 }
 
 
-def print_table(rows: list[Row], notes: list[str]) -> None:
+def print_results(rows: list[Row], notes: list[str]) -> None:
     header = ["encoder", "path", "input", "audio min", "wall s", "x real time", "peak RSS MiB",
               "vs (a)"]  # fmt: skip
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for row in rows:
-        print("| " + " | ".join(row.cells()) + " |")
-    print()
-    for note in notes:
-        print(f"- {note}")
+    print_table(header, [row.cells() for row in rows], notes)
 
 
 def bench_encoder(
@@ -436,7 +432,7 @@ def main() -> None:
             long_here = long_file if encoder == args.encoders[0] else None
             rows += bench_encoder(encoder, args.paths, library, long_here, models, workdir, notes)
     notes.append(f"load average after: {os.getloadavg()[0]:.1f}")
-    print_table(rows, notes)
+    print_results(rows, notes)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,12 @@ Then, in the same run, for 10 s queries (5 chunks), limit 10:
 
 - exact: ``ChunkIndex.search`` plus the collapse to clips (one BLAS product for all query
   chunks, each clip's best chunk, partial top-k), alternated query by query with faiss
-  ``IndexFlatIP.search(k=10)`` on the same rows; p50/p95 and our p50 over faiss's;
+  ``IndexFlatIP.search(k=10)`` on the same rows; p50/p95 and our p50 over faiss's; then with
+  query expansion (the service's default: a second search per query), no recall given since
+  expansion changes the answers on purpose;
 - ann: the ``search: ann`` mode (faiss IVF, 8-bit codes, candidates re-scored exactly) at a few
-  ``nprobe``; recall@10 is the share of the exact top-10 clips it returns;
+  ``nprobe`` (the first also with query expansion); recall@10 is the share of the exact top-10
+  clips it returns;
 - float16: the exact search over float16 rows;
 - memory: resident bytes per chunk of a fresh process that opened the index and searched once
   (the memory-mapped rows included), and how long opening took;
@@ -37,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.conftest starts and stops the service
 
 import synthetic  # noqa: E402
+from table import print_table  # noqa: E402
 
 from audiosearch.index import AnnSettings, ChunkIndex, ClipToAdd  # noqa: E402
 from audiosearch.rank import QueryChunkHits, rank_by_best_chunk  # noqa: E402
@@ -87,9 +91,11 @@ def build(workspace: Path, centres: np.ndarray, chunks: int, flat) -> float:
     return time.perf_counter() - started
 
 
-def search_clips(index: ChunkIndex, query: np.ndarray, limit: int) -> list[int]:
+def search_clips(
+    index: ChunkIndex, query: np.ndarray, limit: int, expand: bool = False
+) -> list[int]:
     """Clip ids of the top ``limit`` clips for one query, as the service ranks them."""
-    per_chunk = index.search(query, limit=limit, encoder=ENCODER)
+    per_chunk = index.search(query, limit=limit, encoder=ENCODER, expand=expand)
     ranked = rank_by_best_chunk([QueryChunkHits(0.0, 0.0, hits) for hits in per_chunk], limit=limit)
     return [m.clip_id for m in ranked]
 
@@ -120,13 +126,13 @@ def exact_against_faiss(
 
 
 def time_queries(
-    index: ChunkIndex, queries: np.ndarray, limit: int
+    index: ChunkIndex, queries: np.ndarray, limit: int, expand: bool = False
 ) -> tuple[list[float], list[list[int]]]:
     """Seconds per query and the clip ids found."""
-    search_clips(index, queries[0], limit)  # warm up: caches, lazy imports
+    search_clips(index, queries[0], limit, expand)  # warm up: caches, lazy imports
     times, answers = [], []
     for query in queries:
-        seconds, answer = timed(lambda q=query: search_clips(index, q, limit))
+        seconds, answer = timed(lambda q=query: search_clips(index, q, limit, expand))
         times.append(seconds)
         answers.append(answer)
     return times, answers
@@ -194,7 +200,10 @@ def run_size(chunks: int, args: argparse.Namespace, notes: list[str]) -> list[Ro
         )
         with ChunkIndex(workspace) as index:
             rows, truth = exact_against_faiss(index, flat, queries, chunks, args.limit)
+            times, _ = time_queries(index, queries, args.limit, expand=True)
         rows[1].bytes_per_chunk = opened["bytes_per_chunk"]
+        rows.append(Row(chunks, "ours, exact, float32, query expansion (the default)", times,
+                        reference_p50=rows[0].reference_p50))  # fmt: skip
         del flat
 
         for nprobe in args.nprobe:
@@ -209,9 +218,13 @@ def run_size(chunks: int, args: argparse.Namespace, notes: list[str]) -> list[Ro
                     f"clusters; its file adds {ann_bytes / chunks:,.0f} B/chunk)"
                 )
             times, found = time_queries(index, queries, args.limit)
-            index.close()
             rows.append(Row(chunks, f"ours, ann, nprobe={nprobe}", times, recall(found, truth),
                             reference_p50=rows[0].reference_p50))  # fmt: skip
+            if nprobe == args.nprobe[0]:
+                times, _ = time_queries(index, queries, args.limit, expand=True)
+                rows.append(Row(chunks, f"ours, ann, nprobe={nprobe}, query expansion", times,
+                                reference_p50=rows[0].reference_p50))  # fmt: skip
+            index.close()
 
         if args.flow_start:
             empty = flow_start_seconds(Path(tmp) / "empty")
@@ -231,16 +244,10 @@ def run_size(chunks: int, args: argparse.Namespace, notes: list[str]) -> list[Ro
     return rows
 
 
-def print_table(rows: list[Row], notes: list[str]) -> None:
+def print_results(rows: list[Row], notes: list[str]) -> None:
     header = ["chunks", "search", "p50 ms", "p95 ms", "p50 / faiss-flat p50", "recall@10",
               "resident B/chunk"]  # fmt: skip
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for row in rows:
-        print("| " + " | ".join(row.cells()) + " |")
-    print()
-    for note in notes:
-        print(f"- {note}")
+    print_table(header, [row.cells() for row in rows], notes)
 
 
 def main() -> None:
@@ -266,7 +273,7 @@ def main() -> None:
     for chunks in args.sizes:
         rows += run_size(chunks, args, notes)
         print(f"... {chunks:,} chunks done", file=sys.stderr, flush=True)
-    print_table(rows, notes)
+    print_results(rows, notes)
 
 
 if __name__ == "__main__":

@@ -173,15 +173,29 @@ def add_search_routes(app: FastAPI, flow: FlowCaller) -> None:
         min_duration: Annotated[float | None, Form(description="Shortest clip, s")] = None,
         max_duration: Annotated[float | None, Form(description="Longest clip, s")] = None,
         path_glob: Annotated[str | None, Form(description="fnmatch pattern on the path")] = None,
+        strategy: Annotated[
+            str | None,
+            Form(
+                description="How chunk matches make a clip's score: best_chunk | mean_chunk | "
+                "top2_chunks | votes (default: flow.yml's)"
+            ),
+        ] = None,
+        query_expansion: Annotated[
+            bool | None, Form(description="Search again with the nearest chunk added")
+        ] = None,
+        duplicates: Annotated[
+            bool | None, Form(description="Only copies of the query (re-encodes, trims, gain)")
+        ] = None,
     ) -> dict[str, Any]:
         query = {"audio_base64": base64.b64encode(await file.read()).decode("ascii")}
         if file.filename:
             query["uri"] = file.filename
-        filters = {
+        optional = {
             "min_score": min_score, "min_duration": min_duration, "max_duration": max_duration,
-            "path_glob": path_glob,
+            "path_glob": path_glob, "strategy": strategy, "query_expansion": query_expansion,
+            "duplicates": duplicates,
         }  # fmt: skip
-        parameters = {"limit": limit} | {k: v for k, v in filters.items() if v is not None}
+        parameters = {"limit": limit} | {k: v for k, v in optional.items() if v is not None}
         response = await flow.post("/search", [query], parameters)
         return response.to_dict()  # shaped by /search's response model, as Jina's route is
 

@@ -26,7 +26,7 @@ from audiosearch.index import (
     read_stored_clip,
 )
 from audiosearch.paths import is_http_uri
-from audiosearch.rank import DEFAULT_LIMIT, check_limit
+from audiosearch.rank import DEFAULT_LIMIT, check_flag, check_limit
 from executors.docs import AudioDoc, ChunkDoc, ClipMatchDoc, item_errors
 
 #: Clips per /list page unless the request says otherwise.
@@ -68,6 +68,8 @@ class SimpleIndexer(Executor):
     ``dtype``: how chunk vectors are stored, ``float32`` or ``float16`` (half the memory).
     ``search``: ``exact``, or ``ann`` to answer approximately once the library holds
     ``ann_min_chunks`` chunks, scanning ``ann_nprobe`` clusters per query chunk (faiss IVF).
+    ``query_expansion``: search each query chunk again together with its nearest indexed
+    chunk (see :meth:`ChunkIndex.search`); a /search request may say otherwise.
     Scale out with ``shards``; replicas of one shard would share, and fight over, its workspace.
     """
 
@@ -77,15 +79,23 @@ class SimpleIndexer(Executor):
         search: str = "exact",
         ann_min_chunks: int = AnnSettings.min_chunks,
         ann_nprobe: int = AnnSettings.nprobe,
+        query_expansion: bool = True,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        self.query_expansion = check_flag("query_expansion", query_expansion)
         if search not in ("exact", "ann"):
             raise InvalidInputError(
                 f"search={search!r}: expected exact or ann (the indexer's uses_with in flow.yml)"
             )
         self.shard = getattr(self.runtime_args, "shard_id", None) or 0
         self.shards = getattr(self.runtime_args, "shards", None) or 1
+        if self.query_expansion and self.shards > 1:
+            self.logger.warning(
+                f"query expansion is off: with {self.shards} shards each would expand a query "
+                "with its own nearest chunk, and the answers would differ from one index's"
+            )
+            self.query_expansion = False
         ann = AnnSettings(min_chunks=ann_min_chunks, nprobe=ann_nprobe)
         self.index = ChunkIndex(
             self.workspace,
@@ -135,11 +145,20 @@ class SimpleIndexer(Executor):
 
         A document with a ``clip_id`` asks for clips like that indexed clip: its stored chunks
         are the query and it is left out of the answer. ``min_duration``, ``max_duration`` and
-        ``path_glob`` leave out clips before the best are chosen.
+        ``path_glob`` leave out clips before the best are chosen. ``query_expansion`` (true or
+        false) overrides the flow's setting for this request.
         """
         for doc in docs:
             with item_errors(doc, self.logger):
                 limit = check_limit(parameters.get("limit", DEFAULT_LIMIT))
+                expand = check_flag(
+                    "query_expansion", parameters.get("query_expansion", self.query_expansion)
+                )
+                if expand and self.shards > 1:
+                    raise InvalidInputError(
+                        f"query_expansion=true: needs a single indexer shard, this flow has "
+                        f"{self.shards}; leave the parameter out"
+                    )
                 where = check_clip_filter(
                     parameters.get("min_duration"),
                     parameters.get("max_duration"),
@@ -151,7 +170,12 @@ class SimpleIndexer(Executor):
                     continue
                 queries = np.stack([np.asarray(c.embedding) for c in doc.chunks])
                 per_chunk = self.index.search(
-                    queries, limit=limit, encoder=doc.encoder, exclude=doc.clip_id, where=where
+                    queries,
+                    limit=limit,
+                    encoder=doc.encoder,
+                    exclude=doc.clip_id,
+                    where=where,
+                    expand=expand,
                 )
                 for chunk, hits in zip(doc.chunks, per_chunk, strict=True):
                     chunk.embedding = None

@@ -294,14 +294,18 @@ instrument() {
   meta "$2" "$5" "$SF2_HOW ($6)" "$SF2_SRC" "$SF2_LIC"
 }
 
+# exact_clip name outfile rate samples class description: a mono clip of exactly `samples`
+# samples at `rate`, for the tests that check window times on known lengths.
+exact_clip() {
+  render "$1"
+  prep "$TMP/$1.raw.wav" "$TMP/$1.prep.wav" "$3" 1
+  exact "$TMP/$1.prep.wav" "$TMP/$1.wav" "$4"
+  encode "$TMP/$1.wav" "$2"
+  meta "$2" "$5" "$SF2_HOW ($6, cut to exactly $4 samples)" "$SF2_SRC" "$SF2_LIC"
+}
+
 # The 10.0 s test clip: exact length at 22050 Hz = 220500 samples.
-render piano
-prep "$TMP/piano.raw.wav" "$TMP/piano.prep.wav" 22050 1
-exact "$TMP/piano.prep.wav" "$TMP/piano.wav" 220500
-encode "$TMP/piano.wav" piano_phrase_10s.wav
-meta piano_phrase_10s.wav "instrument (piano)" \
-  "$SF2_HOW (GM 1 Acoustic Grand Piano, two-hand phrase, cut to exactly 220500 samples)" \
-  "$SF2_SRC" "$SF2_LIC"
+exact_clip piano piano_phrase_10s.wav 22050 220500 "instrument (piano)" "GM 1 Acoustic Grand Piano, two-hand phrase"
 
 instrument strings string_ensemble_chords.flac 22050 1 "instrument (strings)" "GM 49 String Ensemble 1, four chords"
 instrument flute flute_melody.ogg 44100 2 "instrument (flute)" "GM 74 Flute, melody"
@@ -319,13 +323,7 @@ instrument trumpet trumpet_call.flac 44100 1 "instrument (trumpet)" "GM 57 Trump
 
 # ---------------------------------------------------------------- percussion
 # The 1.5 s test clip: exact length at 44100 Hz = 66150 samples.
-render snare
-prep "$TMP/snare.raw.wav" "$TMP/snare.prep.wav" 44100 1
-exact "$TMP/snare.prep.wav" "$TMP/snare.wav" 66150
-encode "$TMP/snare.wav" snare_hit_1p5s.wav
-meta snare_hit_1p5s.wav "percussion (snare)" \
-  "$SF2_HOW (GM drum channel 10, Standard kit, snare hits, cut to exactly 66150 samples)" \
-  "$SF2_SRC" "$SF2_LIC"
+exact_clip snare snare_hit_1p5s.wav 44100 66150 "percussion (snare)" "GM drum channel 10, Standard kit, snare hits"
 
 instrument rock rock_drum_beat.wav 22050 2 "percussion (drum kit)" "GM drum channel 10, Power kit, two-bar rock beat"
 instrument latin latin_percussion.mp3 44100 2 "percussion (latin)" "GM drum channel 10, claves, congas, bongos, maracas, cowbell"

@@ -137,3 +137,20 @@ def test_compaction_renumbers_rows_and_the_ann_index_follows(tmp_path, library):
         index.add(clips[250:], encoder=ENCODER)
         truth = top_uris(index, queries, limit=10)
     assert found == truth
+
+
+def test_ann_search_expands_queries_as_exact_search_does(tmp_path, library):
+    clips, queries = library
+    with ChunkIndex(tmp_path / "exact") as index:
+        index.add(clips, encoder=ENCODER)
+        exact = index.search(queries, limit=10, encoder=ENCODER, expand=True)
+        plain = index.search(queries, limit=10, encoder=ENCODER)
+    with ChunkIndex(tmp_path / "ann", ann=ANN) as index:
+        index.add(clips, encoder=ENCODER)
+        approx = index.search(queries, limit=10, encoder=ENCODER, expand=True)
+    truth = [[h.uri for h in hits] for hits in exact]
+    assert truth != [[h.uri for h in hits] for hits in plain]  # expansion did change answers
+    assert recall([[h.uri for h in hits] for hits in approx], truth) >= 0.9
+    exact_score = {(q, h.uri): h.score for q, hits in enumerate(exact) for h in hits}
+    shared = [(q, h) for q, hits in enumerate(approx) for h in hits if (q, h.uri) in exact_score]
+    assert shared and all(h.score == pytest.approx(exact_score[q, h.uri]) for q, h in shared)

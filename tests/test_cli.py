@@ -102,6 +102,28 @@ def test_search_json_sends_the_bytes_and_ranks_like_a_server_path(sfx_server, li
     assert by_bytes["matches"][0]["uri"] == str(query)
 
 
+def test_search_options_reach_the_service(sfx_server, library, indexed, tmp_path):
+    query = write_tone(tmp_path / "not indexed.wav", 6.0, freq=262.0)
+
+    def scores(*options: str) -> list[float]:
+        result = run_cli(
+            "search", str(query), "--json", "--limit", "3", "--url", sfx_server.url, *options
+        )
+        assert result.returncode == 0, result.stderr
+        return [m["score"] for m in json.loads(result.stdout)["matches"]]
+
+    default = scores()
+    assert len(default) == 3
+    assert scores("--no-expansion") != default  # plain cosines, not the expanded query's
+    votes = scores("--strategy", "votes")
+    assert votes != default and all(0 < v <= 1 for v in votes)
+    assert scores("--duplicates") == []  # a new recording is nobody's copy
+    bogus = run_cli("search", str(query), "--strategy", "bogus", "--url", sfx_server.url)
+    assert (
+        bogus.returncode == 1 and "strategy='bogus': expected one of" in bogus.stdout + bogus.stderr
+    )
+
+
 def test_search_problems_are_reported_plainly(sfx_server, tmp_path):
     missing = run_cli("search", str(tmp_path / "nope.wav"), "--url", sfx_server.url)
     assert missing.returncode == 1

@@ -314,3 +314,75 @@ def test_filter_parameters_are_checked_with_messages_that_say_what_to_send():
         check_clip_filter(10, 2)
     with pytest.raises(ValueError, match=r"path_glob=3: expected an fnmatch pattern"):
         check_clip_filter(path_glob=3)
+
+
+def unit(*xyz: float) -> np.ndarray:
+    return normalize(np.array([xyz], dtype=np.float32))
+
+
+def test_query_expansion_lets_the_nearest_clips_kin_outrank_a_lure(tmp_path):
+    # The query is nearest "same"; "sibling" is like "same" but less like the query than "lure"
+    # is. Expanded with "same", the query leans towards what "same" and "sibling" share.
+    vectors = {
+        "same": unit(0.95, 0.31, 0),
+        "sibling": unit(0.7, 0.71, 0),
+        "lure": unit(0.75, 0, 0.66),
+    }
+    with ChunkIndex(tmp_path) as index:
+        for uri, vector in vectors.items():
+            index.add([ClipToAdd(uri, 4.0, np.zeros(1), np.full(1, 4.0), vector)], encoder=ENCODER)
+        query = unit(1, 0, 0)
+        [plain] = index.search(query, limit=3, encoder=ENCODER)
+        [expanded] = index.search(query, limit=3, encoder=ENCODER, expand=True)
+        # Its nearest chunk excluded, the query is expanded with the nearest allowed one (lure).
+        [without_same] = index.search(
+            query, limit=2, encoder=ENCODER, exclude=expanded[0].clip_id, expand=True
+        )
+    assert [h.uri for h in plain] == ["same", "lure", "sibling"]
+    assert [h.uri for h in expanded] == ["same", "sibling", "lure"]
+    expanded_query = normalize(query + vectors["same"])[0]
+    assert [h.score for h in expanded] == pytest.approx(
+        [float(vectors[h.uri][0] @ expanded_query) for h in expanded], abs=1e-6
+    )
+    assert [h.uri for h in without_same] == ["lure", "sibling"]
+    lure_query = normalize(query + vectors["lure"])[0]
+    assert without_same[1].score == pytest.approx(float(vectors["sibling"][0] @ lure_query))
+
+
+def test_query_expansion_leaves_a_query_that_is_an_indexed_chunk_as_it_is(tmp_path):
+    rng = np.random.default_rng(3)
+    clips = [random_clip(f"c{i}", rng, 3) for i in range(6)]
+    with ChunkIndex(tmp_path) as index:
+        index.add(clips, encoder=ENCODER)
+        plain = index.search(clips[2].vectors, limit=6, encoder=ENCODER)
+        expanded = index.search(clips[2].vectors, limit=6, encoder=ENCODER, expand=True)
+    for p, e in zip(plain, expanded, strict=True):
+        assert e[0].uri == "c2" and e[0].score == pytest.approx(1.0)
+        assert [(h.uri, h.start) for h in e] == [(h.uri, h.start) for h in p]
+        assert [h.score for h in e] == pytest.approx([h.score for h in p], abs=1e-6)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    counts=st.lists(st.integers(1, 4), min_size=2, max_size=10),
+    limit=st.integers(1, 5),
+    seed=st.integers(0, 2**16),
+    dtype=st.sampled_from(["float32", "float16"]),
+)
+def test_expanded_search_equals_brute_force_with_the_nearest_allowed_chunk_added(
+    counts, limit, seed, dtype
+):
+    rng = np.random.default_rng(seed)
+    clips = [random_clip(f"c{i}", rng, n, dim=6) for i, n in enumerate(counts)]
+    queries = rng.standard_normal((3, 6)).astype(np.float32)
+    with tempfile.TemporaryDirectory() as workspace, ChunkIndex(workspace, dtype=dtype) as index:
+        ids = [r.clip_id for r in index.add(clips, encoder=ENCODER)]
+        results = index.search(queries, limit=limit, encoder=ENCODER, exclude=ids[0], expand=True)
+    allowed = clips[1:]
+    tolerance = 1e-5 if dtype == "float32" else 2e-3
+    for query, hits in zip(normalize(queries), results, strict=True):
+        chunks = np.concatenate([normalize(c.vectors) for c in allowed])
+        expanded = normalize((query + chunks[np.argmax(chunks @ query)])[None])[0]
+        best = sorted((max(normalize(c.vectors) @ expanded), c.uri) for c in allowed)[::-1]
+        assert [h.score for h in hits] == pytest.approx([s for s, _ in best[:limit]], abs=tolerance)
+        assert "c0" not in {h.uri for h in hits}

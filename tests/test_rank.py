@@ -161,3 +161,31 @@ def test_the_service_ranks_with_flow_yml_strategy_or_the_one_a_request_names(sfx
     ]
     [bad] = sfx_server.post("search", query, strategy="best")
     assert bad["status"] == "error" and "strategy='best': expected one of" in bad["error"]
+
+
+@pytest.mark.slow
+def test_the_service_expands_queries_as_flow_yml_says_unless_a_request_says_otherwise(
+    sfx_server, tmp_path
+):
+    tones = [write_tone(tmp_path / f"tone_{hz}.wav", 6.0, freq=hz) for hz in (330, 370, 415)]
+    sfx_server.post("index", [{"uri": str(t)} for t in tones])
+    flow = yaml.safe_load((ROOT / "flow.yml").read_text())
+    [indexer] = [e for e in flow["executors"] if e["name"] == "indexer"]
+    assert indexer["uses_with"]["query_expansion"] is True
+
+    def answer(query: list[dict], **parameters) -> list[tuple[str, float]]:
+        [doc] = sfx_server.post("search", query, limit=5, **parameters)
+        return [(m["uri"], round(m["score"], 5)) for m in doc["matches"]]
+
+    # A query not in the index: expanded with its nearest chunk, its cosines change.
+    query = [{"uri": str(write_tone(tmp_path / "query_349hz.wav", 6.0, freq=349))}]
+    default, expanded = answer(query), answer(query, query_expansion=True)
+    plain = answer(query, query_expansion=False)
+    assert default == expanded != plain and len(plain) == 5
+    # An indexed clip is its own nearest chunk: expanding it changes nothing.
+    itself = [{"uri": str(tones[1])}]
+    assert answer(itself)[0] == (str(tones[1]), 1.0)
+    assert answer(itself) == answer(itself, query_expansion=False)
+    [bad] = sfx_server.post("search", query, query_expansion="yes")
+    assert bad["status"] == "error"
+    assert "query_expansion='yes': expected true or false" in bad["error"]

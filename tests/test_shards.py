@@ -60,15 +60,21 @@ def test_two_shards_store_the_clips_between_them(servers):
 def test_two_shards_search_list_and_count_like_one(servers):
     one, two = servers
     queries = [{"uri": uri} for uri in CLIPS[::3]]
-    same(answers(one.post("search", queries, limit=8)), answers(two.post("search", queries,
-                                                                          limit=8)))  # fmt: skip
-    filtered = {"limit": 5, "max_duration": 5.0, "path_glob": "*/toy-data/[a-m]*"}
+    # Shards search without query expansion (each would expand with its own nearest chunk).
+    plain = answers(one.post("search", queries, limit=8, query_expansion=False))
+    assert plain != answers(one.post("search", queries, limit=8))  # one index expands by default
+    same(plain, answers(two.post("search", queries, limit=8)))
+    [refused] = two.post("search", queries[:1], query_expansion=True)
+    assert refused["status"] == "error"
+    assert "query_expansion=true: needs a single indexer shard, this flow has 2" in refused["error"]
+    filtered = {"limit": 5, "max_duration": 5.0, "path_glob": "*/toy-data/[a-m]*",
+                "query_expansion": False}  # fmt: skip
     same(answers(one.post("search", queries, **filtered)),
          answers(two.post("search", queries, **filtered)))  # fmt: skip
 
     def like(server: Server, uri: str) -> list[dict]:
         [clip] = server.post("clips", [{"uri": uri}])
-        return server.post("search", [{"clip_id": clip["clip_id"]}], limit=6)
+        return server.post("search", [{"clip_id": clip["clip_id"]}], limit=6, query_expansion=False)
 
     for uri in CLIPS[:4]:  # more like a clip, wherever its shard is
         same(answers(like(one, uri)), answers(like(two, uri)))
@@ -91,8 +97,10 @@ def test_two_shards_describe_and_delete_like_one(servers):
         [gone] = server.post("clips", [{"uri": CLIPS[1]}])
         assert gone["status"] == "error" and "not in the index" in gone["error"]
     queries = [{"uri": uri} for uri in CLIPS[:3]]
-    same(answers(one.post("search", queries, limit=20)), answers(two.post("search", queries,
-                                                                           limit=20)))  # fmt: skip
+    plain = {"limit": 20, "query_expansion": False}
+    same(
+        answers(one.post("search", queries, **plain)), answers(two.post("search", queries, **plain))
+    )
     assert two.post("stats", [])[0]["stats"]["clips"] == len(CLIPS) - 2
     again = two.post("index", [{"uri": uri} for uri in CLIPS])
     assert sorted(d["status"] for d in again) == ["added"] * 2 + ["unchanged"] * (len(CLIPS) - 2)

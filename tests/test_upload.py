@@ -4,6 +4,7 @@ import base64
 
 import httpx
 import pytest
+import soundfile as sf
 
 from executors.http_gateway import RangeNotSatisfiable, byte_range
 from tests.conftest import Server, toy_clips
@@ -59,6 +60,41 @@ def test_upload_limit_is_checked_per_item(sfx_server, indexed):
     [refused] = upload(sfx_server, "bell.wav", clip, limit=-1).json()["data"]
     assert refused["status"] == "error"
     assert "limit=-1: expected a whole number from 1 to 1000" in refused["error"]
+
+
+def test_upload_takes_the_ranking_options_of_search(sfx_server, indexed, tmp_path):
+    # A trimmed copy of an indexed clip: a query of its own (expansion changes its answers)
+    # that the duplicate check finds to be a copy of the original.
+    original = next(p for p in toy_clips() if p.name == "piano_phrase_10s.wav")
+    audio, rate = sf.read(original)
+    query = tmp_path / "piano_trimmed.wav"
+    sf.write(query, audio[int(1.234 * rate) : -rate // 2], rate)  # no window aligns with one of it
+    options = [
+        {"strategy": "votes"},
+        {"query_expansion": False},
+        {"strategy": "mean_chunk", "query_expansion": False},
+        {"duplicates": True},
+    ]
+    answers = []
+    for form in options:
+        [by_path] = sfx_server.post("search", [{"uri": str(query)}], limit=6, **form)
+        response = upload(sfx_server, query.name, query.read_bytes(), limit=6,
+                          **{k: str(v).lower() for k, v in form.items()})  # fmt: skip
+        [by_upload] = response.json()["data"]
+        assert by_upload["status"] == "searched", by_upload
+        assert [m["uri"] for m in by_upload["matches"]] == [m["uri"] for m in by_path["matches"]]
+        assert [m["score"] for m in by_upload["matches"]] == pytest.approx(
+            [m["score"] for m in by_path["matches"]], abs=1e-5
+        )
+        answers.append([(m["uri"], m["score"]) for m in by_path["matches"]])
+    [(copy_of, correlation)] = answers[-1]  # duplicates: only the original is a copy
+    assert copy_of == str(original) and correlation > 0.95
+    [plain] = sfx_server.post("search", [{"uri": str(query)}], limit=6)
+    answers.append([(m["uri"], m["score"]) for m in plain["matches"]])
+    for i, a in enumerate(answers):  # each option changed the answer
+        assert all(a != b for b in answers[i + 1 :]), options[i]
+    [refused] = upload(sfx_server, query.name, query.read_bytes(), strategy="best").json()["data"]
+    assert refused["status"] == "error" and "strategy='best': expected one of" in refused["error"]
 
 
 def test_upload_of_something_that_is_not_audio_says_so(sfx_server, indexed):

@@ -368,7 +368,9 @@ def test_generated_checkpoint_round_trips(generated: Generated, encoder: VGGishE
     examples = waveform_to_examples(chirp(2.0, 300, 5000))
     with torch.inference_mode():
         expected = generated.network(torch.from_numpy(examples).unsqueeze(1)).numpy()
-    np.testing.assert_array_equal(encoder.embed_examples(examples), expected)
+    # Same weights, other memory layout (channels-last): float32 rounding differs, no more.
+    actual = encoder.embed_examples(examples)
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
     np.testing.assert_array_equal(encoder.pca_eigen_vectors, generated.eig)
     np.testing.assert_array_equal(encoder.pca_means, generated.means)
 
