@@ -654,10 +654,13 @@ class ChunkIndex:
         few clips that pass ``where`` is searched exactly.
 
         ``expand`` (average query expansion): each query vector is searched once for its
-        nearest allowed chunk, then replaced by the normalised sum of itself and that chunk's
-        stored vector and searched again; scores are cosines with the expanded query. The
-        nearest chunk is usually a clip of the same kind of sound, so the sum leans towards
-        what the library's recordings of that sound share (bench/quality.py measures the gain).
+        nearest chunk that passes ``where``, then replaced by the normalised sum of itself and
+        that chunk's stored vector and searched again; scores are cosines with the expanded
+        query. The nearest chunk is usually a clip of the same kind of sound, so the sum leans
+        towards what the library's recordings of that sound share (bench/quality.py measures
+        the gain). ``exclude`` applies to the second search only: an indexed clip searched by
+        its id is its own nearest chunk, as it is when searched by its file, so both searches
+        rank alike (expansion changes nothing for a query already in the library).
         """
         queries = normalize_rows(np.atleast_2d(queries))
         with self._lock:
@@ -668,9 +671,11 @@ class ChunkIndex:
             k = min(limit, int(allowed.sum()))
             if not k:
                 return [[] for _ in queries]
-            if expand:
-                nearest = np.array([rows[0] for _, rows, _ in self._tops(queries, 1, allowed)])
-                queries = normalize_rows(queries + self._float_rows(nearest))
+            if expand:  # ``exclude`` is not applied here: see the docstring
+                near = self._tops(queries, 1, self._allowed_segments(None, where))
+                queries = normalize_rows(
+                    queries + self._float_rows(np.array([r[0] for _, r, _ in near]))
+                )
             return [self._hits(*top) for top in self._tops(queries, k, allowed)]
 
     def _tops(

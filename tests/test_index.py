@@ -334,9 +334,13 @@ def test_query_expansion_lets_the_nearest_clips_kin_outrank_a_lure(tmp_path):
         query = unit(1, 0, 0)
         [plain] = index.search(query, limit=3, encoder=ENCODER)
         [expanded] = index.search(query, limit=3, encoder=ENCODER, expand=True)
-        # Its nearest chunk excluded, the query is expanded with the nearest allowed one (lure).
+        # Excluding "same" from the answer does not change the expansion: it is still nearest.
         [without_same] = index.search(
             query, limit=2, encoder=ENCODER, exclude=expanded[0].clip_id, expand=True
+        )
+        # A filter does: then the nearest chunk that passes it (lure) expands the query.
+        [filtered] = index.search(
+            query, limit=2, encoder=ENCODER, where=ClipFilter(path_glob="*l*"), expand=True
         )
     assert [h.uri for h in plain] == ["same", "lure", "sibling"]
     assert [h.uri for h in expanded] == ["same", "sibling", "lure"]
@@ -344,9 +348,10 @@ def test_query_expansion_lets_the_nearest_clips_kin_outrank_a_lure(tmp_path):
     assert [h.score for h in expanded] == pytest.approx(
         [float(vectors[h.uri][0] @ expanded_query) for h in expanded], abs=1e-6
     )
-    assert [h.uri for h in without_same] == ["lure", "sibling"]
+    assert [(h.uri, h.score) for h in without_same] == [(h.uri, h.score) for h in expanded[1:]]
+    assert [h.uri for h in filtered] == ["lure", "sibling"]
     lure_query = normalize(query + vectors["lure"])[0]
-    assert without_same[1].score == pytest.approx(float(vectors["sibling"][0] @ lure_query))
+    assert filtered[1].score == pytest.approx(float(vectors["sibling"][0] @ lure_query))
 
 
 def test_query_expansion_leaves_a_query_that_is_an_indexed_chunk_as_it_is(tmp_path):
@@ -369,7 +374,7 @@ def test_query_expansion_leaves_a_query_that_is_an_indexed_chunk_as_it_is(tmp_pa
     seed=st.integers(0, 2**16),
     dtype=st.sampled_from(["float32", "float16"]),
 )
-def test_expanded_search_equals_brute_force_with_the_nearest_allowed_chunk_added(
+def test_expanded_search_equals_brute_force_with_the_nearest_chunk_added(
     counts, limit, seed, dtype
 ):
     rng = np.random.default_rng(seed)
@@ -378,10 +383,10 @@ def test_expanded_search_equals_brute_force_with_the_nearest_allowed_chunk_added
     with tempfile.TemporaryDirectory() as workspace, ChunkIndex(workspace, dtype=dtype) as index:
         ids = [r.clip_id for r in index.add(clips, encoder=ENCODER)]
         results = index.search(queries, limit=limit, encoder=ENCODER, exclude=ids[0], expand=True)
-    allowed = clips[1:]
+    allowed = clips[1:]  # in the answer; the nearest chunk may be the excluded clip's
     tolerance = 1e-5 if dtype == "float32" else 2e-3
     for query, hits in zip(normalize(queries), results, strict=True):
-        chunks = np.concatenate([normalize(c.vectors) for c in allowed])
+        chunks = np.concatenate([normalize(c.vectors) for c in clips])
         expanded = normalize((query + chunks[np.argmax(chunks @ query)])[None])[0]
         best = sorted((max(normalize(c.vectors) @ expanded), c.uri) for c in allowed)[::-1]
         assert [h.score for h in hits] == pytest.approx([s for s, _ in best[:limit]], abs=tolerance)
