@@ -1,8 +1,9 @@
 """Decode any common audio file to a mono float32 waveform at the service's sample rate.
 
-Files are decoded block by block: each block is averaged to mono and resampled as it arrives,
-so memory grows with the decoded 16 kHz audio only (never with the file's own rate or channel
-count), and decoding stops once ``max_seconds`` are in.
+Files are decoded block by block: each block is averaged to mono and resampled as it arrives
+into one buffer sized from the length the file declares, so memory holds the decoded 16 kHz
+audio once (never the file's own rate or channel count, never a second copy), and decoding
+stops once ``max_seconds`` are in.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ BLOCK_FRAMES = 65_536
 #: more than TRUNCATED_MIN_SECONDS) is a truncated file: a broken download or copy.
 TRUNCATED_SHARE = 0.1
 TRUNCATED_MIN_SECONDS = 0.5
+#: Seconds of room made at first for a file whose header declares no length, and at most for
+#: one that declares a length (a damaged header may claim days); past it the buffer grows.
+UNDECLARED_SECONDS = 60
+MAX_DECLARED_SECONDS = 4 * 3600
 
 
 def load_audio(
@@ -67,8 +72,8 @@ def load_audio(
     def opened() -> str | Path | BinaryIO:
         return io.BytesIO(source) if isinstance(source, bytes) else source
 
-    def collector(native_rate: int) -> _MonoCollector:
-        return _MonoCollector(native_rate, sample_rate, max_seconds, label)
+    def collector(native_rate: int, declared_frames: int | None) -> _MonoCollector:
+        return _MonoCollector(native_rate, sample_rate, max_seconds, label, declared_frames)
 
     try:
         mono = _read_soundfile(opened(), collector, label)
@@ -80,7 +85,7 @@ def load_audio(
             f"{label}: holds {duration:.3f} s of audio; at least {min_seconds} s is needed, "
             "send a longer clip"
         )
-    if float(np.abs(mono).max()) < SILENCE_PEAK:
+    if max(float(mono.max()), -float(mono.min())) < SILENCE_PEAK:  # np.abs would copy it whole
         raise AudioDecodeError(
             f"{label}: is silent (peak below -100 dBFS); there is nothing to index or search for"
         )
@@ -91,17 +96,28 @@ class _MonoCollector:
     """Turns blocks of ``(frames, channels)`` samples at a file's rate into one mono waveform.
 
     Each block is averaged to mono, checked for NaN/Inf and resampled as a stream (soxr's
-    streaming output equals its one-shot output), so only 16 kHz mono audio accumulates.
+    streaming output equals its one-shot output), so only 16 kHz mono audio accumulates. It
+    accumulates in one buffer sized from ``declared_frames`` (the header's length, at the file's
+    rate), grown by half when a header understates it, so the waveform is never copied whole.
     """
 
     def __init__(
-        self, native_rate: int, sample_rate: int, max_seconds: float | None, label: str
-    ) -> None:
+        self, native_rate: int, sample_rate: int, max_seconds: float | None, label: str,
+        declared_frames: int | None,
+    ) -> None:  # fmt: skip
         self.label = label
         self.max_frames = None if max_seconds is None else round(max_seconds * native_rate)
         self.frames = 0
         self.native_rate = native_rate
-        self.blocks: list[np.ndarray] = []
+        expected = min(
+            declared_frames or UNDECLARED_SECONDS * native_rate,
+            self.max_frames or MAX_DECLARED_SECONDS * native_rate,
+            MAX_DECLARED_SECONDS * native_rate,
+        )
+        # 1 s spare: the resampler's rounding never makes a correct header cost a regrowth.
+        self.spare = sample_rate
+        self.buffer = np.empty(round(expected * sample_rate / native_rate) + self.spare, np.float32)
+        self.size = 0
         self.stream = (
             None
             if native_rate == sample_rate
@@ -130,20 +146,31 @@ class _MonoCollector:
             )
         self.frames += mono.shape[0]
         mono = np.ascontiguousarray(mono, dtype=np.float32)
-        self.blocks.append(self.stream.resample_chunk(mono) if self.stream else mono)
+        self._append(self.stream.resample_chunk(mono) if self.stream else mono)
+
+    def _append(self, samples: np.ndarray) -> None:
+        end = self.size + samples.size
+        if end > self.buffer.size:
+            grown = np.empty(max(end, self.buffer.size * 3 // 2), np.float32)
+            grown[: self.size] = self.buffer[: self.size]
+            self.buffer = grown
+        self.buffer[self.size : end] = samples
+        self.size = end
 
     def waveform(self) -> np.ndarray:
         """Everything taken, as one contiguous float32 array at the service's rate."""
         if self.stream:
-            self.blocks.append(self.stream.resample_chunk(np.zeros(0, np.float32), last=True))
-        return np.concatenate(self.blocks) if self.blocks else np.zeros(0, np.float32)
+            self._append(self.stream.resample_chunk(np.zeros(0, np.float32), last=True))
+        kept = self.buffer[: self.size]
+        # A view, unless a header overstated the length by much: then the unused tail goes.
+        return kept.copy() if self.buffer.size > self.size + self.size // 8 + self.spare else kept
 
 
 def _read_soundfile(
     source: str | Path | BinaryIO, collector: Callable[[int], _MonoCollector], label: str
 ) -> np.ndarray:
     with sf.SoundFile(source) as audio:
-        mono = collector(audio.samplerate)
+        mono = collector(audio.samplerate, audio.frames or None)
         while not mono.full:
             block = audio.read(BLOCK_FRAMES, dtype="float32", always_2d=True)
             if not block.shape[0]:
@@ -181,7 +208,9 @@ def _read_ffmpeg(
             resampler = av.AudioResampler(
                 format="flt", layout=codec.layout.name, rate=codec.sample_rate
             )
-            mono = collector(codec.sample_rate)
+            # The container's duration (microseconds) when it knows one.
+            declared = container.duration and container.duration * codec.sample_rate // 10**6
+            mono = collector(codec.sample_rate, declared or None)
             for frame in container.decode(stream):
                 for out in resampler.resample(frame):
                     mono.add(out.to_ndarray().reshape(-1, channels))

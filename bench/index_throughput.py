@@ -241,36 +241,39 @@ def run_child(spec: dict) -> tuple[float, float, float]:
 
 class MemorySampler:
     """Peaks of the summed RSS and PSS (shared pages split between the processes that map
-    them) of every process in one process group, in MiB, sampled in a thread."""
+    them) of every process in one process group, and of the largest single process's RSS, in
+    MiB, sampled in a thread."""
 
     def __init__(self, group: int, every: float = 0.2) -> None:
         self.group, self.every = group, every
-        self.peak = self.peak_pss = 0.0
+        self.peak = self.peak_pss = self.peak_process = 0.0
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
-    def totals(self) -> tuple[float, float]:
-        """RSS and PSS of the group now, MiB."""
-        rss = pss = 0
+    def totals(self) -> tuple[float, float, float]:
+        """RSS and PSS of the group and the largest process's RSS now, MiB."""
+        rss = pss = largest = 0
         for entry in Path("/proc").iterdir():
             try:
                 stat = (entry / "stat").read_text()
                 if entry.name.isdigit() and int(stat.rsplit(")", 1)[1].split()[2]) == self.group:
                     rollup = (entry / "smaps_rollup").read_text()
-                    rss += int(rollup.split("\nRss:")[1].split()[0])
+                    process_rss = int(rollup.split("\nRss:")[1].split()[0])
+                    rss, largest = rss + process_rss, max(largest, process_rss)
                     pss += int(rollup.split("\nPss:")[1].split()[0])
             except (OSError, IndexError, ValueError):
                 continue  # not a process, or it ended while being read
-        return rss / 1024, pss / 1024
+        return rss / 1024, pss / 1024, largest / 1024
 
     def _run(self) -> None:
         while not self.stopped.wait(self.every):
-            rss, pss = self.totals()
+            rss, pss, largest = self.totals()
             self.peak, self.peak_pss = max(self.peak, rss), max(self.peak_pss, pss)
+            self.peak_process = max(self.peak_process, largest)
 
     def reset(self) -> None:
-        self.peak, self.peak_pss = self.totals()
+        self.peak, self.peak_pss, self.peak_process = self.totals()
 
     def stop(self) -> None:
         self.stopped.set()
@@ -297,7 +300,7 @@ def run_flow(
     results = []
     try:
         time.sleep(2)
-        rss, pss = sampler.totals()
+        rss, pss, _ = sampler.totals()
         notes.append(f"{encoder}: the flow's processes at rest: {rss:,.0f} MiB RSS in all, "
                      f"{pss:,.0f} MiB PSS")  # fmt: skip
         sampler.reset()
@@ -319,8 +322,9 @@ def run_flow(
             docs = response.json()["data"]
             check_indexed(docs, f"(c) {encoder}, 2-hour file")
             results.append((docs[0]["duration"], wall, sampler.peak))
-            notes.append(f"{encoder}: the flow's peak PSS with the 2-hour file: "
-                         f"{sampler.peak_pss:,.0f} MiB")  # fmt: skip
+            notes.append(f"{encoder}: the flow with the 2-hour file: peak PSS "
+                         f"{sampler.peak_pss:,.0f} MiB in all; largest process "
+                         f"{sampler.peak_process:,.0f} MiB RSS")  # fmt: skip
     finally:
         sampler.stop()
         server.stop()

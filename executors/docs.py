@@ -68,6 +68,9 @@ class AudioDoc(BaseDoc):
     fingerprint: str | None = Field(None, description="Internal: size and mtime of the file")
     encoder: str | None = Field(None, description="Internal: encoder name/version of the vectors")
     tensor: NdArray | None = Field(None, description="Internal: decoded 16 kHz mono waveform")
+    decode_again: bool | None = Field(
+        None, description="Internal: a long file's waveform left out; the encoder decodes uri"
+    )
     chunks: DocList[ChunkDoc] = Field(DocList[ChunkDoc](), description="Internal: 4 s windows")
     # Library management (/list, /clips, /delete, /stats).
     chunk_count: int | None = Field(None, description="How many 4 s chunks of the clip are indexed")

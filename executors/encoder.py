@@ -1,12 +1,16 @@
 """AudioEncoder: one vector per 4 s chunk, from VGGish or the pretrained sound-effects CNN."""
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from docarray import DocList
 from jina import Executor, requests
 
-from audiosearch.audio import SAMPLE_RATE
+from audiosearch.audio import SAMPLE_RATE, load_audio
 from audiosearch.encoder import load_encoder
+from audiosearch.errors import InvalidInputError
+from audiosearch.paths import fingerprint
 from executors.docs import AudioDoc, item_errors
 
 
@@ -31,7 +35,8 @@ class AudioEncoder(Executor):
 
     @requests(on=["/index", "/search"])
     def encode(self, docs: DocList[AudioDoc], parameters: dict, **kwargs) -> DocList[AudioDoc]:
-        """Embed the chunks of every document that decoded, all in one batch."""
+        """Embed the chunks of every document that decoded, all in one batch; then, one by
+        one, those of long files the segmenter left for this process to decode again."""
         todo = [d for d in docs if d.status != "error" and d.tensor is not None]
         try:
             vectors = self.model.embed_batch([clip(doc) for doc in todo])
@@ -42,6 +47,12 @@ class AudioEncoder(Executor):
         else:
             for doc, doc_vectors in zip(todo, vectors, strict=True):
                 self._store(doc, doc_vectors, parameters)
+        for doc in docs:
+            if doc.decode_again and doc.status != "error":
+                with item_errors(doc, self.logger):
+                    doc.tensor = decode_again(doc)
+                    self._store(doc, self.model.embed_windows(*clip(doc)), parameters)
+                doc.tensor, doc.decode_again = None, None
         return docs
 
     def _store(self, doc: AudioDoc, vectors: np.ndarray, parameters: dict) -> None:
@@ -56,6 +67,17 @@ class AudioEncoder(Executor):
     def pass_through(self, docs: DocList[AudioDoc], **kwargs) -> DocList[AudioDoc]:
         """The library endpoints (/list, /clips, /delete, /stats) are the indexer's."""
         return docs
+
+
+def decode_again(doc: AudioDoc) -> np.ndarray:
+    """The waveform of a long file the segmenter decoded and windowed but did not send on,
+    provided the file is still the one it read (same size and modification time)."""
+    path = Path(doc.uri)
+    if path.is_file() and fingerprint(path) == doc.fingerprint:
+        waveform = load_audio(path, max_seconds=doc.duration, label=doc.uri)
+        if len(waveform) == round(doc.duration * SAMPLE_RATE):  # not rewritten meanwhile
+            return waveform
+    raise InvalidInputError(f"{doc.uri}: changed while it was being indexed; index it again")
 
 
 def clip(doc: AudioDoc) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ from audiosearch.paths import (
     HTTP_TIMEOUT_SECONDS,
     MAX_FILE_BYTES,
     ReadPolicy,
+    is_http_uri,
     open_audio_source,
 )
 from audiosearch.segment import STRIDE_SECONDS, Segments, segment
@@ -27,7 +28,9 @@ class AudioSegmenter(Executor):
     Files are read only under ``allowed_roots`` (relative ones from the working directory, the
     project root), up to ``max_file_mb``; ``http(s)://`` URIs only when ``allow_http``, each
     download within ``http_timeout_seconds``. At most the first ``max_seconds`` of a file are
-    decoded.
+    decoded. A local file longer than ``max_carried_seconds`` is sent on to /index without its
+    waveform: the encoder decodes it again, so no request carries hours of audio through the
+    gateway (each process it passes would hold several copies of it).
     """
 
     def __init__(
@@ -38,11 +41,13 @@ class AudioSegmenter(Executor):
         max_file_mb: float = MAX_FILE_BYTES / 2**20,
         max_seconds: float = MAX_SECONDS,
         http_timeout_seconds: float = HTTP_TIMEOUT_SECONDS,
+        max_carried_seconds: float = 600.0,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         self.stride_seconds = stride_seconds
         self.max_seconds = max_seconds
+        self.max_carried_seconds = max_carried_seconds
         self.policy = ReadPolicy(
             roots=tuple(allowed_roots),
             allow_http=allow_http,
@@ -58,6 +63,7 @@ class AudioSegmenter(Executor):
     def segment_files(self, docs: DocList[AudioDoc], **kwargs) -> DocList[AudioDoc]:
         """Decode and window the file each document names; a failure marks only that one."""
         for doc in docs:
+            doc.decode_again = None  # set here only: a client cannot have the encoder read files
             with item_errors(doc, self.logger):
                 if doc.audio_base64:
                     doc.audio_base64 = None
@@ -66,12 +72,15 @@ class AudioSegmenter(Executor):
                         "audio_base64 (uploaded audio can be searched with, not indexed)"
                     )
                 self._window(doc, self._decode_file(doc))
+                if doc.duration > self.max_carried_seconds and not is_http_uri(doc.uri):
+                    doc.tensor, doc.decode_again = None, True
         return docs
 
     @requests(on="/search")
     def segment_queries(self, docs: DocList[AudioDoc], **kwargs) -> DocList[AudioDoc]:
         """Decode and window each query, given as a file path or as base64 audio bytes."""
         for doc in docs:
+            doc.decode_again = None  # see segment_files
             with item_errors(doc, self.logger):
                 if doc.clip_id is not None:  # like an indexed clip: its stored chunks are used
                     continue

@@ -11,6 +11,7 @@ to 1e-5; different windows of a clip differ by orders of magnitude more.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -135,6 +136,49 @@ def test_a_bad_document_fails_alone_in_a_batched_request(clips: list[Segments]) 
         vectors = np.array([c.embedding for c in d.chunks])
         np.testing.assert_allclose(unit(vectors), unit(sfx_per_chunk(executor.model, seg)),
                                    rtol=0, atol=TOLERANCE)  # fmt: skip
+
+
+def test_a_long_file_travels_as_its_path_and_is_embedded_as_if_carried(tmp_path) -> None:
+    """Past ``max_carried_seconds`` the segmenter sends no waveform; the encoder decodes the
+    file again and gets the vectors it would have got from the carried waveform."""
+    import soundfile as sf
+
+    from executors.encoder import AudioEncoder
+    from executors.segmenter import AudioSegmenter
+
+    long, short = tmp_path / "long.flac", tmp_path / "short.wav"
+    waveform = load_audio(toy_clips()[0], sample_rate=22_050)
+    sf.write(long, np.tile(waveform, 4)[: 22_050 * 19], 22_050)
+    sf.write(short, waveform[: 22_050 * 5], 22_050)
+    encoder = AudioEncoder(encoder="sfx")
+
+    def index(max_carried_seconds: float, *paths: Path) -> DocList[AudioDoc]:
+        segmenter = AudioSegmenter(allowed_roots=[str(tmp_path)],
+                                   max_carried_seconds=max_carried_seconds)  # fmt: skip
+        return segmenter.segment_files(DocList[AudioDoc](AudioDoc(uri=str(p)) for p in paths))
+
+    carried = encoder.encode(index(600, long, short), parameters={})
+    segmented = index(10, long, short)
+    assert segmented[0].tensor is None and segmented[0].decode_again  # 19 s > 10 s
+    assert segmented[1].tensor is not None and not segmented[1].decode_again
+    # The flag is the segmenter's alone: a client that sets it has the encoder read nothing.
+    sneaky = DocList[AudioDoc]([AudioDoc(uri="/etc/passwd", clip_id=1, decode_again=True)])
+    segmenter = AudioSegmenter(allowed_roots=[str(tmp_path)])
+    assert segmenter.segment_queries(sneaky)[0].decode_again is None
+    assert segmenter.segment_files(sneaky)[0].decode_again is None
+    again = encoder.encode(segmented, parameters={})
+    for a, b in zip(carried, again, strict=True):
+        assert b.status is None and b.encoder == a.encoder and b.tensor is None
+        np.testing.assert_allclose(  # other batch company: float rounding differs, no more
+            unit(np.array([c.embedding for c in b.chunks])),
+            unit(np.array([c.embedding for c in a.chunks])), rtol=0, atol=TOLERANCE,
+        )  # fmt: skip
+    # A file rewritten between the two decodes (same length, other sound) fails alone, saying so.
+    segmented = index(10, long, short)
+    sf.write(long, -np.tile(waveform, 4)[: 22_050 * 19], 22_050)
+    changed = encoder.encode(segmented, parameters={})
+    assert changed[0].status == "error" and "changed while it was being indexed" in changed[0].error
+    assert changed[1].status is None and len(changed[1].chunks[0].embedding) == 512
 
 
 @pytest.mark.slow

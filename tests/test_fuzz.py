@@ -14,7 +14,7 @@ from docarray import DocList
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from audiosearch.audio import BLOCK_FRAMES, MIN_SECONDS, SAMPLE_RATE, load_audio
+from audiosearch.audio import BLOCK_FRAMES, MIN_SECONDS, SAMPLE_RATE, _MonoCollector, load_audio
 from audiosearch.errors import AudioDecodeError
 from audiosearch.segment import ALIGN_SAMPLES, segment
 from executors.docs import AudioDoc
@@ -100,6 +100,30 @@ def test_every_wav_shape_decodes_to_the_right_length_across_block_boundaries(
     # soxr streams the blocks: the length is the one-shot resampler's, whatever the blocks.
     assert abs(audio.size - kept * SAMPLE_RATE / rate) <= 1
     assert np.isfinite(audio).all() and np.abs(audio).max() <= 0.5
+
+
+@FUZZ
+@given(
+    rate=st.sampled_from([16_000, 22_050, 48_000]),
+    frames=st.integers(1, 3 * BLOCK_FRAMES),
+    declared=st.sampled_from([None, 0.0, 0.01, 0.5, 1.0, 1.01, 10.0]),
+)
+def test_a_header_that_misstates_the_length_changes_the_buffer_only(rate, frames, declared):
+    """The declared length sizes the buffer: too short, it grows; too long, the tail is dropped;
+    either way the waveform is the one a true header gives, and holds no more than its size."""
+    audio = np.random.default_rng(frames).uniform(-0.5, 0.5, (frames, 1)).astype(np.float32)
+
+    def collect(declared_frames: int | None) -> np.ndarray:
+        collector = _MonoCollector(rate, SAMPLE_RATE, None, "x", declared_frames)
+        for lo in range(0, frames, BLOCK_FRAMES):
+            collector.add(audio[lo : lo + BLOCK_FRAMES])
+        return collector.waveform()
+
+    truth = collect(frames)
+    out = collect(None if declared is None else round(declared * frames))
+    np.testing.assert_array_equal(out, truth)
+    held = out if out.base is None else out.base
+    assert held.size <= out.size + out.size // 8 + SAMPLE_RATE
 
 
 @FUZZ
