@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo serve test lint browser toy-data
+.PHONY: setup demo serve test lint test-programs toy-data
 
 setup: $(VENV)/.installed
 
@@ -27,13 +27,16 @@ lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-# The browser tests drive Debian's Chromium through Playwright; no browser is ever downloaded.
-browser:
-	@command -v chromium >/dev/null || { \
-	  echo "installing Debian's chromium for the browser tests (needs root)"; \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+# Programs the tests run: Debian's Chromium, driven through Playwright (no browser is ever
+# downloaded), and sox and ffmpeg, which make degraded copies of toy clips. Each package is
+# named as its command.
+TEST_PROGRAMS := chromium sox ffmpeg
+test-programs:
+	@missing=$$(for p in $(TEST_PROGRAMS); do command -v $$p >/dev/null || echo $$p; done); \
+	[ -z "$$missing" ] || { echo "installing from Debian for the tests (needs root):" $$missing; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; }
 
-test: lint browser
+test: lint test-programs
 	$(PY) -m pytest -q --timeout=600
 
 toy-data:

@@ -81,6 +81,7 @@ class AudioSearchGateway(HTTPGateway):
     @property
     def app(self) -> FastAPI:
         """Jina's FastAPI app with this service's routes added."""
+        send_each_call_whole(self._request_handler.streamer)
         app = super().app
         serve_swagger_offline(app)
         add_request_examples(app, REQUEST_EXAMPLES)
@@ -88,6 +89,22 @@ class AudioSearchGateway(HTTPGateway):
         app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
         install_http_guard(app, self)  # API key, request limits, clear 4xx: see http_guard.py
         return app
+
+
+def send_each_call_whole(streamer: Any) -> None:
+    """Make every HTTP request one request through the flow, however many documents it holds.
+
+    Jina's POST routes leave ``stream_docs`` its default ``request_size`` of 100: a request of
+    more documents went through the flow in batches of 100, and the route answered with the
+    first batch to come back, dropping the others' answers (their files were indexed all the
+    same). The guard caps documents per request (``max_docs``), so one batch stays bounded.
+    """
+    stream_docs = streamer.stream_docs
+
+    def whole(docs: DocList, *args: Any, **kwargs: Any) -> Any:
+        return stream_docs(docs, *args, **(kwargs | {"request_size": max(1, len(docs))}))
+
+    streamer.stream_docs = whole
 
 
 class FlowCaller:

@@ -21,6 +21,7 @@ import pytest
 import soundfile as sf
 
 from audiosearch.audio import MAX_SECONDS, SAMPLE_RATE
+from executors.http_guard import MAX_DOCS
 from tests.conftest import ROOT, TOY_DATA, Server, start_server, write_tone
 
 pytestmark = pytest.mark.slow
@@ -234,6 +235,18 @@ def test_search_reports_each_bad_item_alone_and_answers_the_rest(searched, uris,
 def test_clips_indexed_before_the_matrix_are_all_still_found(server, before, searched):
     results = post_docs(server, "search", [{"uri": str(p)} for p in BEFORE], limit=1)
     assert [d["matches"][0]["uri"] for d in results] == [str(p) for p in BEFORE]
+
+
+def test_a_request_of_more_than_100_documents_gets_an_answer_for_every_one(server, before):
+    # Jina's HTTP route sends a request on in batches of 100 and answered with the first batch
+    # back, silently dropping the rest; the gateway now sends each request on whole.
+    ids = [d["clip_id"] for d in before]
+    wanted = [ids[i % len(ids)] for i in range(MAX_DOCS)]
+    described = post_docs(server, "clips", [{"clip_id": i} for i in wanted])
+    assert [d["clip_id"] for d in described] == wanted
+    searched = post_docs(server, "search", [{"clip_id": i} for i in wanted[:101]], limit=1)
+    assert [d["status"] for d in searched] == ["searched"] * 101
+    assert [d["clip_id"] for d in searched] == wanted[:101]
 
 
 def hundred_mb_body() -> bytes:
