@@ -667,12 +667,13 @@ class ChunkIndex:
             if not len(self._ids):
                 return [[] for _ in queries]
             self.check_encoder(encoder, queries.shape[1])
-            allowed = self._allowed_segments(exclude, where)
+            passing = self._allowed_segments(where)
+            allowed = passing if exclude is None else passing & self._segments_not_of(exclude)
             k = min(limit, int(allowed.sum()))
             if not k:
                 return [[] for _ in queries]
             if expand:  # ``exclude`` is not applied here: see the docstring
-                near = self._tops(queries, 1, self._allowed_segments(None, where))
+                near = self._tops(queries, 1, passing)
                 queries = normalize_rows(
                     queries + self._float_rows(np.array([r[0] for _, r, _ in near]))
                 )
@@ -693,11 +694,15 @@ class ChunkIndex:
                 found[i] = top
         return found  # type: ignore[return-value]
 
-    def _allowed_segments(self, exclude: int | None, where: ClipFilter | None) -> np.ndarray:
-        """Which segments may be returned: live clips that pass ``where``, but ``exclude``."""
+    def _segments_not_of(self, clip_id: int) -> np.ndarray:
+        """Every segment but those of clip ``clip_id``."""
+        others = np.ones(len(self._seg_starts), dtype=bool)
+        others[self._seg_of_clip[self._ids == clip_id]] = False
+        return others
+
+    def _allowed_segments(self, where: ClipFilter | None) -> np.ndarray:
+        """Which segments may be returned: those of the live clips that pass ``where``."""
         keep = np.ones(len(self._ids), dtype=bool)
-        if exclude is not None:
-            keep &= self._ids != exclude
         if where is not None:
             if where.min_duration is not None:
                 keep &= self._duration >= where.min_duration
