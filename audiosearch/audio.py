@@ -110,10 +110,10 @@ class _MonoCollector:
         self.frames = 0
         self.native_rate = native_rate
         expected = min(
-            declared_frames or UNDECLARED_SECONDS * native_rate,
-            self.max_frames or MAX_DECLARED_SECONDS * native_rate,
-            MAX_DECLARED_SECONDS * native_rate,
+            declared_frames or UNDECLARED_SECONDS * native_rate, MAX_DECLARED_SECONDS * native_rate
         )
+        if self.max_frames is not None:
+            expected = min(expected, self.max_frames)
         # 1 s spare: the resampler's rounding never makes a correct header cost a regrowth.
         self.spare = sample_rate
         self.buffer = np.empty(round(expected * sample_rate / native_rate) + self.spare, np.float32)

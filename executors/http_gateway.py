@@ -96,8 +96,8 @@ def send_each_call_whole(streamer: Any) -> None:
 
     Jina's POST routes leave ``stream_docs`` its default ``request_size`` of 100: a request of
     more documents went through the flow in batches of 100, and the route answered with the
-    first batch to come back, dropping the others' answers (their files were indexed all the
-    same). The guard caps documents per request (``max_docs``), so one batch stays bounded.
+    first batch to come back, dropping the others' answers. The guard caps documents per
+    request (``max_docs``), so one batch stays bounded.
     """
     stream_docs = streamer.stream_docs
 

@@ -238,7 +238,7 @@ def test_clips_indexed_before_the_matrix_are_all_still_found(server, before, sea
 
 
 def test_a_request_of_more_than_100_documents_gets_an_answer_for_every_one(server, before):
-    # Jina's HTTP route sends a request on in batches of 100 and answered with the first batch
+    # Jina's HTTP route sent a request on in batches of 100 and answered with the first batch
     # back, silently dropping the rest; the gateway now sends each request on whole.
     ids = [d["clip_id"] for d in before]
     wanted = [ids[i % len(ids)] for i in range(MAX_DOCS)]
