@@ -17,6 +17,7 @@ import argparse
 import base64
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -30,6 +31,9 @@ ROOT = Path(__file__).resolve().parent
 FLOW_YML = ROOT / "flow.yml"
 #: The API key the service requires (if set where it runs) and that the commands send.
 API_KEY_ENV = "AUDIOSEARCH_API_KEY"
+#: Where the image keeps the index, and the named volume exported deployments keep it in.
+CONTAINER_WORKSPACE = "/app/workspace"
+INDEX_VOLUME = "audiosearch-index"
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".aac", ".opus", ".aif",
                   ".aiff", ".wma", ".webm"}  # fmt: skip
 
@@ -59,13 +63,14 @@ def flow_config(
         executors["encoder"]["uses_with"]["encoder"] = encoder
     if models_dir is not None:
         executors["encoder"]["uses_with"]["models_dir"] = str(Path(models_dir).absolute())
-    segmenter = executors["segmenter"]["uses_with"]
+    # One mapping: flow.yml gives it to every reader by a YAML alias (&read_policy).
+    read_policy = config["gateway"]["uses_with"]["read_policy"]
     env_roots = os.environ.get("AUDIOSEARCH_ALLOWED_ROOTS", "").split(os.pathsep)
-    segmenter["allowed_roots"] = segmenter["allowed_roots"] + [
+    read_policy["allowed_roots"] = read_policy["allowed_roots"] + [
         str(Path(root).expanduser().absolute()) for root in (*env_roots, *allowed_roots) if root
     ]
     if max_seconds is not None:
-        segmenter["max_seconds"] = max_seconds
+        read_policy["max_seconds"] = max_seconds
     if os.environ.get(API_KEY_ENV):
         config["gateway"]["uses_with"]["api_key"] = os.environ[API_KEY_ENV]
     return config
@@ -185,7 +190,7 @@ def skip_unchanged(url: str, files: Sequence[Path]) -> tuple[list[dict], list[Pa
     Comparing size and modification time here spares the service decoding and encoding files
     that it would only find unchanged: re-indexing a library costs what changed in it.
     """
-    from audiosearch.paths import fingerprint
+    from audiosearch.paths import fingerprint, same_content
 
     unchanged: list[dict] = []
     todo: list[Path] = []
@@ -193,8 +198,12 @@ def skip_unchanged(url: str, files: Sequence[Path]) -> tuple[list[dict], list[Pa
         for batch in batched(files, 256):  # the gateway's max_docs
             for path, doc in zip(batch, post(url, "clips", [{"uri": str(p)} for p in batch]),
                                  strict=True):  # fmt: skip
-                if doc.get("status") == "indexed" and doc.get("fingerprint") == (
-                    fingerprint(path) if path.is_file() else None
+                stored = doc.get("fingerprint")
+                if (
+                    doc.get("status") == "indexed"
+                    and stored
+                    and path.is_file()
+                    and same_content(stored, fingerprint(path))
                 ):
                     unchanged.append(doc | {"status": "unchanged"})
                 else:
@@ -273,16 +282,71 @@ def _short(uri: str) -> str:
     return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else uri
 
 
+#: Seconds between the health checks ``serve`` makes of its own flow.
+HEALTH_INTERVAL_SECONDS = 2.0
+#: Seconds an executor may fail its health checks before ``serve`` exits with an error, so that
+#: a supervisor (Docker's restart policy, systemd, Kubernetes) starts the service again.
+UNHEALTHY_EXIT_SECONDS = 10.0
+#: Seconds the flow has to stop once asked; then its processes are killed.
+STOP_SECONDS = 5.0
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     config = flow_config(
         port=args.port, host=args.host, workspace=args.workspace, encoder=args.encoder,
         models_dir=args.models_dir, allowed_roots=args.allowed_root, max_seconds=args.max_seconds,
         shards=args.shards,
     )  # fmt: skip
-    with build_flow(config) as flow:
-        url = base_url(config)
+    url = base_url(config)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `docker stop`: as Ctrl-C
+    flow = build_flow(config)
+    problem = None
+    try:
+        flow.start()
         print(f"serving on {url} (web page: {url}/ui, Swagger UI: {url}/docs)", flush=True)
-        flow.block()
+        problem = wait_while_healthy(url)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_within(flow, STOP_SECONDS)
+    if problem:
+        raise SystemExit(f"stopped: {problem}; exiting with an error so a supervisor restarts it")
+
+
+def wait_while_healthy(url: str) -> str:
+    """Block while the flow at ``url`` answers its health check; what failed, once it has
+    failed for ``UNHEALTHY_EXIT_SECONDS``."""
+    failing_since = None
+    while True:
+        time.sleep(HEALTH_INTERVAL_SECONDS)
+        problem = health_problem(url)
+        if problem is None:
+            failing_since = None
+        elif failing_since is None:
+            failing_since = time.monotonic()
+        elif time.monotonic() - failing_since >= UNHEALTHY_EXIT_SECONDS:
+            return problem
+
+
+def health_problem(url: str) -> str | None:
+    """What ``GET /health`` at ``url`` says is wrong, or None when every executor answers."""
+    try:
+        response = httpx.get(f"{url}/health", timeout=10)
+    except httpx.HTTPError as exc:
+        return f"the gateway at {url} does not answer ({exc.__class__.__name__})"
+    return None if response.status_code == 200 else reason(response)
+
+
+def stop_within(flow: Any, seconds: float) -> None:
+    """Close ``flow``; processes of it still running after ``seconds`` are killed."""
+    import multiprocessing
+    import threading
+
+    closing = threading.Thread(target=flow.close, daemon=True)
+    closing.start()
+    closing.join(seconds)
+    for child in multiprocessing.active_children():
+        child.kill()
 
 
 def cmd_index(args: argparse.Namespace) -> None:
@@ -431,9 +495,32 @@ def containerized(config: dict[str, Any], image: str, tag: str) -> tuple[dict[st
             )
         executor["uses"] = image_of(executor["name"], executor["uses"], executor["py_modules"])
         if "workspace" in executor:  # a volume that outlives the container, where the image has it
-            executor["workspace"], executor["volumes"] = "/app/workspace", ["/app/workspace"]
+            executor["workspace"] = CONTAINER_WORKSPACE
+            executor["volumes"] = [f"{INDEX_VOLUME}:{CONTAINER_WORKSPACE}"]
     config["with"]["disable_auto_volume"] = True  # else compose mounts a cache over /app, the code
+    # Container paths, not the exporting host's: the image's library mount point added.
+    read_policy = config["gateway"]["uses_with"]["read_policy"]
+    read_policy["allowed_roots"] = [*yaml.safe_load(FLOW_YML.read_text())["gateway"]["uses_with"][
+        "read_policy"]["allowed_roots"], "/data"]  # fmt: skip
     return config, builds
+
+
+def finish_compose(path: Path) -> None:
+    """Make the docker-compose file Jina wrote restart what dies and keep the index.
+
+    Every service restarts when its process dies (a dead executor brings the service back by
+    itself); the indexer's shards share one named volume, so the index outlives
+    ``docker compose down`` and any shard can read another's clips for "more like this"; the
+    gateway is published on 127.0.0.1 only, as the Dockerfile advises.
+    """
+    compose = yaml.safe_load(path.read_text())
+    for service in compose["services"].values():
+        service["restart"] = "unless-stopped"
+        service["ports"] = [f"127.0.0.1:{p}" for p in service.get("ports", [])] or None
+        if service["ports"] is None:
+            del service["ports"]
+    compose["volumes"] = {INDEX_VOLUME: {}}
+    path.write_text(yaml.safe_dump(compose, sort_keys=False))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -448,6 +535,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     else:
         out.mkdir(parents=True, exist_ok=True)
         flow.to_docker_compose_yaml(str(out / "docker-compose.yml"))
+        finish_compose(out / "docker-compose.yml")
     print(f"wrote {out}; build the images it runs, in {ROOT}:")
     for command in dict.fromkeys(builds):
         print(f"  {command}")

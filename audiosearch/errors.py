@@ -13,6 +13,10 @@ class InvalidInputError(AudioSearchError, ValueError):
     """A request, parameter or path is not acceptable (a wrong value, a path outside the roots)."""
 
 
+class FileGoneError(InvalidInputError):
+    """A path names no file (any more): deleted, moved, or never there."""
+
+
 class AudioDecodeError(AudioSearchError):
     """A file exists but cannot be decoded as audio, or holds no usable audio."""
 

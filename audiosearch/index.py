@@ -29,6 +29,7 @@ import time
 import warnings
 import zlib
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fnmatch import translate
 from pathlib import Path
@@ -37,6 +38,7 @@ import numpy as np
 
 from audiosearch.ann import TRAIN_POINTS_PER_LIST, IvfCandidates, list_count
 from audiosearch.errors import AudioSearchError, IndexMismatchError, InvalidInputError
+from audiosearch.paths import same_content
 
 #: Row storage types by the name ``flow.yml`` uses, and their files' suffixes.
 ROW_TYPES = {"float32": (np.float32, "f32"), "float16": (np.float16, "f16")}
@@ -59,6 +61,10 @@ CREATE TABLE IF NOT EXISTS clips (
 """
 #: The columns of a ClipInfo, in its fields' order.
 _INFO_COLUMNS = "id, uri, duration, chunk_count, indexed_at, fingerprint"
+
+
+class IndexWriteError(AudioSearchError):
+    """The index's files could not be written: a full disk, a read-only folder."""
 
 
 class IndexLockedError(AudioSearchError):
@@ -432,7 +438,7 @@ class ChunkIndex:
         A clip whose uri is already stored with the same fingerprint is left as it is; one with
         another fingerprint (or none) is replaced and keeps no chunk of its old version.
         """
-        with self._lock:
+        with self._lock, self._writing():
             return self._add(clips, encoder)
 
     def _add(self, clips: Sequence[ClipToAdd], encoder: str) -> list[AddResult]:
@@ -456,7 +462,11 @@ class ChunkIndex:
                 )
             self.check_encoder(encoder, clip.vectors.shape[1])
             known = self.find(clip.uri)
-            if known and clip.fingerprint is not None and known.fingerprint == clip.fingerprint:
+            if (
+                known
+                and None not in (known.fingerprint, clip.fingerprint)
+                and same_content(known.fingerprint, clip.fingerprint)
+            ):
                 results[i] = AddResult(known.clip_id, "unchanged")
             else:
                 todo.append((i, clip, known.clip_id if known else None))
@@ -534,7 +544,7 @@ class ChunkIndex:
 
     def delete(self, clip_ids: Sequence[int]) -> list[bool]:
         """Remove clips; for each id, whether it was stored."""
-        with self._lock:
+        with self._lock, self._writing():
             stored = [clip_id in self._uri_of for clip_id in clip_ids]
             doomed = sorted({c for c, was in zip(clip_ids, stored, strict=True) if was})
             if doomed:
@@ -544,6 +554,30 @@ class ChunkIndex:
                 self._compact_if_sparse()
                 self._sync_ann()
             return stored
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Turn a failed write (a full disk, a read-only folder) into :class:`IndexWriteError`,
+        which says whether the request's change took effect."""
+        committed = self._committed_state()
+        try:
+            yield
+        except (OSError, sqlite3.Error) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            done = self._committed_state() != committed
+            raise IndexWriteError(
+                f"the index in {self.workspace} could not be written ({reason}): "
+                + (
+                    "the request's change was made, but tidying the index afterwards failed"
+                    if done
+                    else "nothing of this request was stored or changed"
+                )
+                + "; free disk space (or make the folder writable) and send it again"
+            ) from exc
+
+    def _committed_state(self) -> tuple[int, int]:
+        """Rows written and clips alive: what a committed add or delete changes."""
+        return self._rows, len(self._ids)
 
     def _forget(self, clip_ids: Sequence[int]) -> None:
         """Drop deleted clips from memory (their rows stay in the file, dead)."""

@@ -13,13 +13,14 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import ParseResult, unquote, urlparse
 
-from audiosearch.errors import InvalidInputError
+from audiosearch.errors import FileGoneError, InvalidInputError
 
 #: Folders a client may name files in, relative to the server's working directory (the project
 #: root when started by app.py).
@@ -28,11 +29,20 @@ DEFAULT_ROOTS = ("toy-data", "data")
 MAX_FILE_BYTES = 1 << 30
 #: Longest a whole http(s) download may take.
 HTTP_TIMEOUT_SECONDS = 30.0
+#: The service decodes at most this much of a file (flow.yml: ``read_policy.max_seconds``).
+MAX_SECONDS = 600.0
+#: Bytes hashed at each end of a file for its fingerprint: a rewrite that keeps the size and
+#: the modification time (a restored backup, a copy with ``cp -p``) still changes it.
+FINGERPRINT_EDGE_BYTES = 64 * 1024
 _HOW_TO_ADD_ROOT = (
     "add its folder with `python app.py serve --allowed-root DIR`, the AUDIOSEARCH_ALLOWED_ROOTS "
-    "variable or the segmenter's allowed_roots in flow.yml"
+    "variable or read_policy.allowed_roots in flow.yml"
 )
 _HTTP_SCHEMES = ("http", "https")
+#: The keys of flow.yml's ``read_policy`` mapping.
+READ_POLICY_KEYS = (
+    "allowed_roots", "allow_http", "max_file_mb", "http_timeout_seconds", "max_seconds",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -41,14 +51,42 @@ class ReadPolicy:
 
     ``roots`` may be relative (to ``base``, by default the working directory at each check) and
     may be symbolic links; they are resolved whenever a path is checked, so a folder created or
-    re-linked after start is honoured.
+    re-linked after start is honoured. ``max_seconds``: how much of a file is decoded.
     """
 
     roots: Sequence[str | Path] = DEFAULT_ROOTS
     allow_http: bool = False
     max_file_bytes: int = MAX_FILE_BYTES
     http_timeout_seconds: float = HTTP_TIMEOUT_SECONDS
+    max_seconds: float = MAX_SECONDS
     base: Path | None = None
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None) -> ReadPolicy:
+        """The policy flow.yml's ``read_policy`` mapping describes (absent keys: defaults).
+
+        Keys: ``allowed_roots``, ``allow_http``, ``max_file_mb``, ``http_timeout_seconds``,
+        ``max_seconds``. Every executor that reads audio, and the gateway, get the same mapping.
+        """
+        config = dict(config or {})
+        unknown = sorted(set(config) - set(READ_POLICY_KEYS))
+        if unknown:
+            raise InvalidInputError(
+                f"read_policy.{unknown[0]}: unknown setting in flow.yml; "
+                f"known: {', '.join(READ_POLICY_KEYS)}"
+            )
+        policy = cls(
+            roots=tuple(config.get("allowed_roots", DEFAULT_ROOTS)),
+            allow_http=bool(config.get("allow_http", False)),
+            max_file_bytes=round(float(config.get("max_file_mb", MAX_FILE_BYTES / 2**20)) * 2**20),
+            http_timeout_seconds=float(config.get("http_timeout_seconds", HTTP_TIMEOUT_SECONDS)),
+            max_seconds=float(config.get("max_seconds", MAX_SECONDS)),
+        )
+        if policy.max_seconds <= 0 or policy.max_file_bytes <= 0:
+            raise InvalidInputError(
+                "read_policy: max_seconds and max_file_mb must be positive numbers (flow.yml)"
+            )
+        return policy
 
     def resolved_roots(self) -> list[Path]:
         """The roots as absolute paths with every symbolic link followed."""
@@ -62,7 +100,8 @@ class ReadPolicy:
 
 @dataclass(frozen=True)
 class AudioSource:
-    """A readable audio file: ``uri`` names it in the index, ``path`` is what to decode."""
+    """A readable audio file: ``uri`` names it in the index, ``path`` is what to decode, and
+    ``fingerprint`` identifies its content when it was checked."""
 
     uri: str
     path: Path
@@ -90,14 +129,34 @@ def open_audio_source(uri: str | None, policy: ReadPolicy) -> Iterator[AudioSour
         if not policy.allow_http:
             raise InvalidInputError(
                 f"{uri}: http(s) downloads are off; put the file under an allowed folder "
-                f"({policy.describe_roots()}) and send its path, or set allow_http: true for "
-                "the segmenter in flow.yml"
+                f"({policy.describe_roots()}) and send its path, or set "
+                "read_policy.allow_http: true in flow.yml"
             )
         with _download(uri, policy) as source:
             yield source
     else:
-        path = resolve_audio_path(uri, policy)
-        yield AudioSource(str(path), path, fingerprint(path))
+        yield readable_file(uri, policy)
+
+
+def readable_file(
+    uri: str | None, policy: ReadPolicy, *, indexed_fingerprint: str | None = None
+) -> AudioSource:
+    """The local file ``uri`` names, if ``policy`` lets the service read it now.
+
+    Every read of a path goes through here: a client's path when it is indexed or searched
+    with, and an indexed clip's path when it is read again (decoded a second time, compared
+    for duplicates, streamed to a player). Symbolic links are resolved and checked against the
+    roots at each call, so a link swapped after indexing is refused. With
+    ``indexed_fingerprint`` (what the index stored), a file whose content changed since it was
+    indexed is refused too.
+    """
+    path = resolve_audio_path(uri, policy)
+    current = fingerprint(path)
+    if indexed_fingerprint is not None and not same_content(indexed_fingerprint, current):
+        raise InvalidInputError(
+            f"{path}: changed since it was indexed; index it again (python app.py index PATH)"
+        )
+    return AudioSource(str(path), path, current)
 
 
 def resolve_audio_path(uri: str | None, policy: ReadPolicy | None = None) -> Path:
@@ -160,7 +219,7 @@ def _check_regular_file(path: Path, max_bytes: int) -> Path:
     try:
         info = path.stat()
     except FileNotFoundError:
-        raise InvalidInputError(
+        raise FileGoneError(
             f"{path}: no such file; check the path (it is read on the server)"
         ) from None
     except OSError as exc:
@@ -182,14 +241,30 @@ def _check_size(label: str, size: int, max_bytes: int) -> None:
     if size > max_bytes:
         raise InvalidInputError(
             f"{label}: is {size / 2**20:,.1f} MiB; files up to {max_bytes / 2**20:,.0f} MiB are "
-            "read (max_file_mb in flow.yml); shorten or re-encode it"
+            "read (read_policy.max_file_mb in flow.yml); shorten or re-encode it"
         )
 
 
 def fingerprint(path: Path) -> str:
-    """A cheap identity of a file's current state: its size and modification time."""
-    stat_result = path.stat()
-    return f"{stat_result.st_size}:{stat_result.st_mtime_ns}"
+    """A cheap identity of a file's content: size, modification time, and a hash of its first
+    and last ``FINGERPRINT_EDGE_BYTES`` (``size:mtime_ns:hash``)."""
+    with path.open("rb") as f:
+        info = os.fstat(f.fileno())
+        digest = hashlib.blake2b(f.read(FINGERPRINT_EDGE_BYTES), digest_size=8)
+        if info.st_size > FINGERPRINT_EDGE_BYTES:
+            f.seek(max(FINGERPRINT_EDGE_BYTES, info.st_size - FINGERPRINT_EDGE_BYTES))
+            digest.update(f.read(FINGERPRINT_EDGE_BYTES))
+    return f"{info.st_size}:{info.st_mtime_ns}:{digest.hexdigest()}"
+
+
+def same_content(stored: str, current: str) -> bool:
+    """Whether a stored fingerprint still describes the file whose fingerprint is ``current``.
+
+    Indexes written before fingerprints held a hash stored ``size:mtime_ns``; those compare on
+    the fields they have.
+    """
+    fields = stored.split(":")
+    return fields == current.split(":")[: len(fields)]
 
 
 @contextmanager
@@ -224,7 +299,8 @@ def _download(url: str, policy: ReadPolicy) -> Iterator[AudioSource]:
         except httpx.TimeoutException:
             raise InvalidInputError(
                 f"{url}: the download did not finish within {limit:g} s "
-                "(http_timeout_seconds in flow.yml); try a smaller file or a closer server"
+                "(read_policy.http_timeout_seconds in flow.yml); try a smaller file or a closer "
+                "server"
             ) from None
         except httpx.HTTPError as exc:
             raise InvalidInputError(

@@ -12,10 +12,9 @@ from typing import Any
 
 from docarray import BaseDoc, DocList
 from docarray.typing import NdArray
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from audiosearch.errors import AudioSearchError
-from audiosearch.rank import DEFAULT_LIMIT, MAX_LIMIT
 
 
 class ClipMatchDoc(BaseDoc):
@@ -61,6 +60,10 @@ class AudioDoc(BaseDoc):
         None, description="Per item: added, replaced, unchanged, searched or error"
     )
     error: str | None = Field(None, description="What was wrong with this item and what to do")
+    note: str | None = Field(
+        None, description="What of this item was left out (e.g. the part of a file past "
+        "max_seconds), though the item succeeded"
+    )  # fmt: skip
     matches: DocList[ClipMatchDoc] = Field(
         DocList[ClipMatchDoc](), description="Ranked similar clips"
     )
@@ -80,12 +83,8 @@ class AudioDoc(BaseDoc):
     )
 
 
-class SearchParameters(BaseModel):
-    """Parameters of ``/search``."""
-
-    limit: int = Field(
-        DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="How many clips to return per query"
-    )
+#: The fields a client sends; the service fills every other field and refuses it from clients.
+CLIENT_FIELDS = frozenset({"id", "uri", "audio_base64", "clip_id"})
 
 
 def fail(doc: AudioDoc, message: str) -> None:

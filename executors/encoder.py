@@ -1,6 +1,7 @@
 """AudioEncoder: one vector per 4 s chunk, from VGGish or the pretrained sound-effects CNN."""
 
-from pathlib import Path
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -10,7 +11,7 @@ from jina import Executor, requests
 from audiosearch.audio import SAMPLE_RATE, load_audio
 from audiosearch.encoder import load_encoder
 from audiosearch.errors import InvalidInputError
-from audiosearch.paths import fingerprint
+from audiosearch.paths import ReadPolicy, readable_file
 from executors.docs import AudioDoc, item_errors
 
 
@@ -20,13 +21,20 @@ class AudioEncoder(Executor):
     ``encoder`` is ``auto`` (VGGish when its weights are in ``models_dir``, else ``sfx``),
     ``vggish`` or ``sfx``. ``threads``: torch's intra-op threads in this process (0: torch's
     default, one per physical core). The windows of all documents of a request go through the
-    network together, in batches that run across files.
+    network together, in batches that run across files. ``read_policy`` (flow.yml's, shared with
+    the segmenter) governs decoding a long file again.
     """
 
     def __init__(
-        self, encoder: str = "auto", models_dir: str = "models", threads: int = 0, **kwargs
+        self,
+        encoder: str = "auto",
+        models_dir: str = "models",
+        threads: int = 0,
+        read_policy: Mapping[str, Any] | None = None,
+        **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        self.policy = ReadPolicy.from_config(read_policy)
         if threads:  # flow.yml says why its value is what it is
             torch.set_num_threads(threads)
         self.model, reason = load_encoder(encoder, models_dir=models_dir)
@@ -50,7 +58,7 @@ class AudioEncoder(Executor):
         for doc in docs:
             if doc.decode_again and doc.status != "error":
                 with item_errors(doc, self.logger):
-                    doc.tensor = decode_again(doc)
+                    doc.tensor = decode_again(doc, self.policy)
                     self._store(doc, self.model.embed_windows(*clip(doc)), parameters)
                 doc.tensor, doc.decode_again = None, None
         return docs
@@ -69,15 +77,19 @@ class AudioEncoder(Executor):
         return docs
 
 
-def decode_again(doc: AudioDoc) -> np.ndarray:
+def decode_again(doc: AudioDoc, policy: ReadPolicy) -> np.ndarray:
     """The waveform of a long file the segmenter decoded and windowed but did not send on,
-    provided the file is still the one it read (same size and modification time)."""
-    path = Path(doc.uri)
-    if path.is_file() and fingerprint(path) == doc.fingerprint:
-        waveform = load_audio(path, max_seconds=doc.duration, label=doc.uri)
-        if len(waveform) == round(doc.duration * SAMPLE_RATE):  # not rewritten meanwhile
-            return waveform
-    raise InvalidInputError(f"{doc.uri}: changed while it was being indexed; index it again")
+    provided the policy still lets it be read and it is still the file the segmenter read."""
+    try:
+        source = readable_file(doc.uri, policy, indexed_fingerprint=doc.fingerprint)
+    except InvalidInputError as exc:
+        raise InvalidInputError(
+            f"{doc.uri}: changed while it was being indexed ({exc}); index it again"
+        ) from None
+    waveform = load_audio(source.path, max_seconds=doc.duration, label=doc.uri)
+    if len(waveform) != round(doc.duration * SAMPLE_RATE):  # rewritten meanwhile
+        raise InvalidInputError(f"{doc.uri}: changed while it was being indexed; index it again")
+    return waveform
 
 
 def clip(doc: AudioDoc) -> tuple[np.ndarray, np.ndarray]:

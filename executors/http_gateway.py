@@ -1,24 +1,33 @@
 """The HTTP gateway: Jina's own routes, plus upload search, the web UI, audio streaming for its
-players, request examples in the OpenAPI schema and a Swagger UI that needs no network."""
+players, a health check that asks the executors, request examples in the OpenAPI schema and a
+Swagger UI that needs no network."""
 
 import base64
+import json
 import mimetypes
+import os
 import re
-from collections.abc import Iterator
+import stat
+from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 import fastapi_offline
 from docarray import DocList
 from docarray.base_doc.docarray_response import DocArrayResponse
 from fastapi import FastAPI, File, Form, Header, HTTPException, UploadFile
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from jina.proto import jina_pb2
 from jina.serve.runtimes.gateway.http import HTTPGateway
 
+from audiosearch.errors import FileGoneError, InvalidInputError
+from audiosearch.params import check_clip_id, check_parameters
+from audiosearch.paths import ReadPolicy, readable_file
 from audiosearch.rank import DEFAULT_LIMIT
+from executors.health import FlowHealth
 from executors.http_guard import install_http_guard
 
 #: Swagger UI's JS and CSS, shipped inside the fastapi-offline wheel.
@@ -28,6 +37,9 @@ _CDN_DOC_PATHS = {"/docs", "/docs/oauth2-redirect", "/redoc"}
 UI_DIR = Path(__file__).parent / "ui"
 #: Bytes per read when streaming a byte range of an audio file.
 _STREAM_CHUNK = 64 * 1024
+#: Digits of a byte offset worth reading: more name offsets past any file (and Python refuses
+#: to parse numbers of over 4,300 digits).
+_MAX_OFFSET_DIGITS = 18
 
 #: Request bodies that Swagger's "Try it out" sends as they are (paths relative to the server's
 #: working directory, the project root, where toy-data/ lives).
@@ -75,20 +87,65 @@ class AudioSearchGateway(HTTPGateway):
 
     - ``POST /upload/search``: search with an uploaded file (multipart), same answer as /search.
     - ``GET /ui``: the web page; ``GET /audio/{clip_id}``: an indexed clip's audio, with ranges.
+    - ``GET /`` and ``GET /health``: 200 when every executor answers, else 503 naming it.
     - ``GET /docs``: Swagger UI from local assets (FastAPI's default loads them from a CDN).
+
+    Its ``uses_with`` in flow.yml: the guard's settings (http_guard.py) and ``read_policy``,
+    which ``/audio`` applies before it serves a file.
     """
 
     @property
     def app(self) -> FastAPI:
         """Jina's FastAPI app with this service's routes added."""
-        send_each_call_whole(self._request_handler.streamer)
+        streamer = self._request_handler.streamer
+        send_each_call_whole(streamer)
+        config = getattr(self.runtime_args, "uses_with", None) or {}
+        flow = FlowCaller(streamer)
+        health = FlowHealth(
+            grpc_addresses(self.runtime_args.deployments_addresses), partial(probe_shards, flow)
+        )
         app = super().app
         serve_swagger_offline(app)
         add_request_examples(app, REQUEST_EXAMPLES)
-        add_search_routes(app, FlowCaller(self._request_handler.streamer))
+        add_health_routes(app, health)
+        add_search_routes(app, flow, ReadPolicy.from_config(config.get("read_policy")))
         app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
-        install_http_guard(app, self)  # API key, request limits, clear 4xx: see http_guard.py
+        install_http_guard(app, self, health)  # API key, limits, clear 4xx/503: http_guard.py
         return app
+
+
+def grpc_addresses(deployments_addresses: str) -> dict[str, list[str]]:
+    """Each executor's gRPC addresses, from the gateway's ``deployments_addresses`` argument."""
+    return {
+        name: addresses.get("grpc", []) if isinstance(addresses, dict) else addresses
+        for name, addresses in json.loads(deployments_addresses).items()
+    }
+
+
+async def probe_shards(flow: "FlowCaller") -> tuple[int, Sequence[str]]:
+    """How many indexer shards the flow has, and which did not answer a ``/stats`` request."""
+    [doc] = (await flow.post("/stats", [{}], {})).docs
+    stats = doc.stats or {}
+    return int(stats.get("shards", 1)), list(stats.get("missing_shards", []))
+
+
+def add_health_routes(app: FastAPI, health: FlowHealth) -> None:
+    """``GET /`` and ``GET /health``: every executor's state; 503 when one does not answer.
+
+    Replaces Jina's ``GET /``, which answers 200 whatever the executors' state.
+    """
+    app.router.routes = [
+        r for r in app.router.routes
+        if not (getattr(r, "path", None) == "/" and "GET" in getattr(r, "methods", ()))
+    ]  # fmt: skip
+
+    async def flow_health() -> JSONResponse:
+        report = await health.report()
+        return JSONResponse(report.as_json(), status_code=200 if report.healthy else 503)
+
+    summary = "Whether every executor answers: 200, or 503 naming the one that does not"
+    app.add_api_route("/", flow_health, methods=["GET"], summary=summary, tags=["Health"])
+    app.add_api_route("/health", flow_health, methods=["GET"], summary=summary, tags=["Health"])
 
 
 def send_each_call_whole(streamer: Any) -> None:
@@ -166,8 +223,9 @@ def add_request_examples(app: FastAPI, examples: dict[str, dict[str, dict[str, A
     app.openapi = openapi
 
 
-def add_search_routes(app: FastAPI, flow: FlowCaller) -> None:
-    """``POST /upload/search`` and ``GET /audio/{clip_id}``, both answered through the flow."""
+def add_search_routes(app: FastAPI, flow: FlowCaller, policy: ReadPolicy) -> None:
+    """``POST /upload/search`` and ``GET /audio/{clip_id}``, both answered through the flow;
+    ``/audio`` serves a file only as ``policy`` allows and while it is the file indexed."""
     # Jina adds /search only once the executors answered; without it the flow is failing anyway.
     search_route = next(
         (r for r in app.router.routes if getattr(r, "path", None) == "/search"), None
@@ -204,15 +262,26 @@ def add_search_routes(app: FastAPI, flow: FlowCaller) -> None:
             bool | None, Form(description="Only copies of the query (re-encodes, trims, gain)")
         ] = None,
     ) -> dict[str, Any]:
-        query = {"audio_base64": base64.b64encode(await file.read()).decode("ascii")}
-        if file.filename:
-            query["uri"] = file.filename
         optional = {
             "min_score": min_score, "min_duration": min_duration, "max_duration": max_duration,
             "path_glob": path_glob, "strategy": strategy, "query_expansion": query_expansion,
             "duplicates": duplicates,
         }  # fmt: skip
         parameters = {"limit": limit} | {k: v for k, v in optional.items() if v is not None}
+        try:
+            check_parameters("/search", parameters)
+        except InvalidInputError as exc:
+            raise HTTPException(422, str(exc)) from None
+        data = await file.read()
+        if not data:
+            raise HTTPException(
+                422, f"the uploaded file {file.filename or ''!r} is empty (0 bytes); "
+                "choose a file with audio in it",
+            )  # fmt: skip
+        # The file's name only labels it in messages: the segmenter never reads that path.
+        query = {"audio_base64": base64.b64encode(data).decode("ascii")}
+        if file.filename:
+            query["uri"] = file.filename
         response = await flow.post("/search", [query], parameters)
         return response.to_dict()  # shaped by /search's response model, as Jina's route is
 
@@ -223,47 +292,68 @@ def add_search_routes(app: FastAPI, flow: FlowCaller) -> None:
         responses={
             200: {"content": {"audio/*": {}}, "description": "The whole file"},
             206: {"description": "The requested byte range"},
+            403: {"description": "The file may no longer be read, or changed since indexing"},
             404: {"description": "No such clip, or its file is gone"},
             416: {"description": "The range starts past the end of the file"},
+            422: {"description": "clip_id is not a valid clip id"},
         },
     )
     async def audio(
         clip_id: int, range_header: Annotated[str | None, Header(alias="range")] = None
     ) -> Response:
+        try:
+            check_clip_id(clip_id)
+        except InvalidInputError as exc:
+            raise HTTPException(422, str(exc)) from None
         [clip] = (await flow.post("/clips", [{"clip_id": clip_id}], {})).docs
         if clip.status == "error" or not clip.uri:
             raise HTTPException(404, clip.error or f"clip_id={clip_id}: not in the index")
-        path = Path(clip.uri)
-        if not path.is_file():
-            raise HTTPException(
-                404, f"{path}: the indexed file is gone; index it again or delete clip {clip_id}"
-            )
-        return file_response(path, range_header)
+        try:
+            source = readable_file(clip.uri, policy, indexed_fingerprint=clip.fingerprint)
+            opened = open_no_follow(source.path)
+        except FileGoneError as exc:
+            raise HTTPException(404, f"{exc}; index it again or delete clip {clip_id}") from None
+        except InvalidInputError as exc:
+            raise HTTPException(403, f"clip {clip_id} is not served: {exc}") from None
+        return file_response(opened, source.path.name, range_header)
 
 
-def file_response(path: Path, range_header: str | None) -> Response:
-    """``path`` as a whole (200) or the single byte range a player asked for (206, or 416).
+def open_no_follow(path: Path) -> BinaryIO:
+    """``path`` opened for reading, refusing a symbolic link put in its place since it was
+    checked (the check resolved every link; a new one here would lead elsewhere)."""
+    try:
+        fd = os.open(os.path.realpath(path), os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise InvalidInputError(f"{path}: cannot be opened ({exc.strerror})") from None
+    opened = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        opened.close()
+        raise InvalidInputError(f"{path}: is no longer a regular file")
+    return opened
+
+
+def file_response(opened: BinaryIO, name: str, range_header: str | None) -> Response:
+    """The open file called ``name`` as a whole (200) or the single byte range a player asked
+    for (206, or 416); the file is closed once sent.
 
     Starlette 0.38's FileResponse ignores Range, and a player cannot seek in an audio file
     without it (Chromium then plays from the start whatever ``currentTime`` is set to).
     """
-    size = path.stat().st_size
-    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    size = os.fstat(opened.fileno()).st_size
+    media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
     try:
         wanted = byte_range(range_header, size)
     except RangeNotSatisfiable:
+        opened.close()
         return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
-    if wanted is None:
-        return FileResponse(path, media_type=media_type, headers={"Accept-Ranges": "bytes"})
-    first, last = wanted
-    headers = {
-        "Accept-Ranges": "bytes",
-        "Content-Range": f"bytes {first}-{last}/{size}",
-        "Content-Length": str(last - first + 1),
-    }
+    first, last = wanted or (0, size - 1)
+    headers = {"Accept-Ranges": "bytes", "Content-Length": str(last - first + 1)}
+    if wanted:
+        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
     return StreamingResponse(
-        read_bytes(path, first, last), status_code=206, media_type=media_type, headers=headers
-    )
+        read_bytes(opened, first, last), status_code=206 if wanted else 200,
+        media_type=media_type, headers=headers,
+    )  # fmt: skip
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -277,22 +367,27 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None
     first_text, last_text = match.groups()
     if not first_text:  # "bytes=-N": the last N bytes
-        suffix = int(last_text)
+        suffix = offset(last_text)
         if suffix == 0 or size == 0:
             raise RangeNotSatisfiable(header)
         return max(0, size - suffix), size - 1
-    first = int(first_text)
-    last = min(int(last_text), size - 1) if last_text else size - 1
-    if last_text and int(last_text) < first:
+    first = offset(first_text)
+    last = min(offset(last_text), size - 1) if last_text else size - 1
+    if last_text and offset(last_text) < first:
         return None  # an invalid range is ignored, not refused
     if first >= size:
         raise RangeNotSatisfiable(header)
     return first, last
 
 
-def read_bytes(path: Path, first: int, last: int) -> Iterator[bytes]:
-    """Bytes ``first..last`` (inclusive) of ``path``, in chunks."""
-    with path.open("rb") as f:
+def offset(digits: str) -> int:
+    """A byte offset of a Range header; one too long to read counts as past every file."""
+    return int(digits) if len(digits.lstrip("0")) <= _MAX_OFFSET_DIGITS else 10**_MAX_OFFSET_DIGITS
+
+
+def read_bytes(opened: BinaryIO, first: int, last: int) -> Iterator[bytes]:
+    """Bytes ``first..last`` (inclusive) of the open file, in chunks; then closes it."""
+    with opened as f:
         f.seek(first)
         left = last - first + 1
         while left > 0:

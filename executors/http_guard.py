@@ -9,7 +9,10 @@ The guard checks every request before a route sees it and answers, as ``{"detail
 - 413 for a body over ``max_body_mb``;
 - 400 for a flow endpoint's body that is not JSON, 422 for one that is not shaped like
   ``{"data": [...], "parameters": {...}}``: unknown fields, too many documents, fields only the
-  service fills, a target executor, or a ``limit`` outside 1..1000 on /search.
+  service fills, a target executor, JSON nested deeper than ``MAX_NESTING``, a clip id out of
+  range, or a parameter the endpoint does not take or a bad value of one
+  (:mod:`audiosearch.params`);
+- 503 while an executor of the flow is not answering (see :mod:`executors.health`).
 """
 
 import difflib
@@ -25,8 +28,9 @@ from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
 from audiosearch.errors import InvalidInputError
-from audiosearch.rank import check_limit
-from executors.docs import AudioDoc
+from audiosearch.params import check_clip_id, check_parameters
+from executors.docs import CLIENT_FIELDS, AudioDoc
+from executors.health import MAX_AGE_SECONDS, FlowHealth
 
 MAX_BODY_MB = 32
 MAX_DOCS = 256
@@ -35,12 +39,14 @@ API_KEY_HEADER = "X-API-Key"
 API_KEY_COOKIE = "audiosearch_api_key"
 #: Paths anyone may GET: the health check Jina's tooling polls, the API's documentation and the
 #: web page's static files (they hold no data; the page asks for the key on its first 401).
-OPEN_PATHS = frozenset({"/", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/ui"})
+OPEN_PATHS = frozenset({"/", "/health", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/ui"})
 OPEN_PREFIXES = ("/static-docs/", "/ui/")
+#: The gateway's own routes that call the flow (besides the flow endpoints themselves).
+FLOW_ROUTES = ("/upload/", "/audio/")
 #: Top-level keys of a flow request: ours, plus those Jina's own Client sends.
 REQUEST_KEYS = frozenset({"data", "parameters", "header", "exec_endpoint", "target_executor"})
-#: Document fields only the flow fills; a client must leave them empty.
-INTERNAL_FIELDS = ("tensor", "chunks", "encoder", "fingerprint")
+#: Deepest nesting of JSON arrays and objects a request may have (a request needs 4).
+MAX_NESTING = 16
 #: Said after an unknown document field: the fields a client usually sends.
 _DOC_FIELDS_HINT = "Documents take uri, audio_base64 or clip_id (see /docs)."
 
@@ -78,7 +84,7 @@ class GuardSettings:
         )
 
 
-def install_http_guard(app: FastAPI, gateway: Any) -> None:
+def install_http_guard(app: FastAPI, gateway: Any, health: FlowHealth) -> None:
     """Put the guard in front of ``app``, configured from ``gateway``'s flow.yml ``uses_with``.
 
     The flow endpoints (``/index``, ``/search``, ...) are the ones Jina found in the executors.
@@ -86,7 +92,7 @@ def install_http_guard(app: FastAPI, gateway: Any) -> None:
     settings = GuardSettings.from_config(getattr(gateway.runtime_args, "uses_with", None))
     endpoints = gateway._request_handler.streamer._endpoints_models_map
     flow_paths = frozenset(f"/{e.strip('/')}" for e in endpoints if not e.startswith("_jina"))
-    app.add_middleware(HTTPGuard, settings=settings, flow_paths=flow_paths)
+    app.add_middleware(HTTPGuard, settings=settings, flow_paths=flow_paths, health=health)
     if settings.api_key:
         document_api_key(app)
 
@@ -106,30 +112,101 @@ def document_api_key(app: FastAPI) -> None:
 
 
 class HTTPGuard:
-    """ASGI middleware: checks each HTTP request, then replays its body to the app."""
+    """ASGI middleware: checks each HTTP request, then replays its body to the app.
 
-    def __init__(self, app: Callable, settings: GuardSettings, flow_paths: frozenset[str]):
+    Requests that go through the flow get 503, naming the executor, while one does not answer
+    (as the last health report says, or a fresh one when the flow fails a request): never a
+    bare 500 for a dead executor.
+    """
+
+    def __init__(
+        self, app: Callable, settings: GuardSettings, flow_paths: frozenset[str],
+        health: FlowHealth,
+    ) -> None:  # fmt: skip
         self.app = app
         self.settings = settings
         self.flow_paths = flow_paths
+        self.health = health
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer a rejected request with its 4xx; pass every other one on unchanged."""
+        """Answer a rejected request with its 4xx or 503; pass every other one on unchanged."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         body = None
+        through_flow = scope["path"] in self.flow_paths or scope["path"].startswith(FLOW_ROUTES)
         try:
             check_api_key(scope, self.settings.api_key)
             if scope["method"] in ("POST", "PUT", "PATCH"):
                 body = await read_body(scope, receive, self.settings.max_body_bytes)
                 if scope["path"] in self.flow_paths:
                     check_flow_request(body, scope["path"], max_docs=self.settings.max_docs)
+            if through_flow:
+                await self.check_health(fresh=False)
         except Rejected as exc:
-            response = JSONResponse({"detail": exc.detail}, status_code=exc.status)
-            await response(scope, receive, send)
+            await reject(exc, scope, receive, send)
             return
-        await self.app(scope, receive if body is None else replay(body, receive), send)
+        receive = receive if body is None else replay(body, receive)
+        if not through_flow:
+            await self.app(scope, receive, send)
+            return
+        held = HeldErrorResponse(send)
+        try:
+            await self.app(scope, receive, held.send)
+            if held.messages:  # the flow failed: a dead executor says 503, else the 500 goes
+                await self.check_health(fresh=True)
+                await held.release()
+        except Rejected as exc:
+            await reject(exc, scope, receive, send)
+        except Exception:
+            if held.started:
+                raise
+            try:
+                await self.check_health(fresh=True)
+            except Rejected as exc:
+                await reject(exc, scope, receive, send)
+                return
+            raise
+
+    async def check_health(self, *, fresh: bool) -> None:
+        """Raise 503 if an executor does not answer: by the last report (checked again when
+        it said so and is over a second old), or, with ``fresh``, by a report made now."""
+        last = self.health.last
+        if fresh or (last is not None and not last.healthy):
+            last = await self.health.report(max_age=0 if fresh else MAX_AGE_SECONDS)
+        if last is not None and not last.healthy:
+            raise Rejected(503, last.detail())
+
+
+async def reject(exc: Rejected, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer with the rejection's status and ``{"detail": ...}``."""
+    await JSONResponse({"detail": exc.detail}, status_code=exc.status)(scope, receive, send)
+
+
+class HeldErrorResponse:
+    """Passes a response on, except one with a 5xx status, which it holds until released."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.messages: list[Message] = []
+        self.started = False
+
+    async def send(self, message: Message) -> None:
+        """ASGI ``send``: hold the messages of a 5xx response, pass any other response on."""
+        if message["type"] == "http.response.start":
+            self.started = True
+            if message["status"] >= 500:
+                self.messages.append(message)
+                return
+        if self.messages:
+            self.messages.append(message)
+            return
+        await self._send(message)
+
+    async def release(self) -> None:
+        """Send the held response as it was."""
+        for message in self.messages:
+            await self._send(message)
 
 
 def check_api_key(scope: Scope, api_key: str | None) -> None:
@@ -199,6 +276,8 @@ def check_flow_request(body: bytes, path: str, *, max_docs: int) -> None:
     """Raise 400/422 unless ``body`` is a well-formed request to the flow endpoint ``path``."""
     try:
         request = json.loads(body)
+    except RecursionError:
+        raise Rejected(422, too_deep()) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise Rejected(
             400,
@@ -211,6 +290,8 @@ def check_flow_request(body: bytes, path: str, *, max_docs: int) -> None:
             f"request body is a JSON {type(request).__name__}; send an object: "
             '{"data": [{"uri": "toy-data/bell_strikes.wav"}], "parameters": {}}',
         )
+    if nested_deeper(request, MAX_NESTING):
+        raise Rejected(422, too_deep())
     unknown(request, REQUEST_KEYS, "request")
     check_target(request)
     check_target(request.get("header") or {})
@@ -229,17 +310,45 @@ def check_flow_request(body: bytes, path: str, *, max_docs: int) -> None:
     fields = frozenset(AudioDoc.model_fields) | {"id"}
     for i, doc in enumerate(docs):
         unknown(doc, fields, f"data[{i}]", hint=_DOC_FIELDS_HINT)
-        for name in INTERNAL_FIELDS:
-            if doc.get(name):
+        for name, value in doc.items():
+            if name not in CLIENT_FIELDS and value:
                 raise Rejected(422, f"data[{i}].{name}: is filled by the service; leave it out")
+        if doc.get("clip_id") is not None:
+            try:
+                check_clip_id(doc["clip_id"])
+            except InvalidInputError as exc:
+                raise Rejected(422, f"data[{i}].{exc}") from None
     parameters = request.get("parameters")
     if parameters is not None and not isinstance(parameters, dict):
         raise Rejected(422, 'parameters must be a JSON object, e.g. {"limit": 10}')
-    if path == "/search" and parameters and "limit" in parameters:
-        try:
-            check_limit(parameters["limit"])
-        except InvalidInputError as exc:
-            raise Rejected(422, f"parameters.{exc}") from None
+    try:
+        check_parameters(path, parameters or {})
+    except InvalidInputError as exc:
+        raise Rejected(422, f"parameters.{exc}") from None
+
+
+def nested_deeper(value: Any, limit: int) -> bool:
+    """Whether JSON arrays and objects nest more than ``limit`` deep in ``value``.
+
+    Walked with a stack, not recursion: a request may nest as deep as the JSON parser allows.
+    """
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth == limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def too_deep() -> str:
+    """The message for a request nested deeper than MAX_NESTING."""
+    return (
+        f"request body nests arrays and objects more than {MAX_NESTING} deep; send "
+        '{"data": [{"uri": "toy-data/bell_strikes.wav"}], "parameters": {"limit": 10}}'
+    )
 
 
 def unknown(given: dict, known: Iterable[str], where: str, *, hint: str = "") -> None:

@@ -8,13 +8,14 @@ shards' ``uses_after``, joins their answers.
 
 import os
 from pathlib import Path
+from traceback import format_exc
 from urllib.parse import unquote, urlparse
 
 import numpy as np
 from docarray import DocList
 from jina import Executor, requests
 
-from audiosearch.errors import InvalidInputError
+from audiosearch.errors import AudioSearchError, InvalidInputError
 from audiosearch.index import (
     AnnSettings,
     ChunkIndex,
@@ -27,7 +28,7 @@ from audiosearch.index import (
 )
 from audiosearch.paths import is_http_uri
 from audiosearch.rank import DEFAULT_LIMIT, check_flag, check_limit
-from executors.docs import AudioDoc, ChunkDoc, ClipMatchDoc, item_errors
+from executors.docs import AudioDoc, ChunkDoc, ClipMatchDoc, fail, item_errors
 
 #: Clips per /list page unless the request says otherwise.
 DEFAULT_LIST_LIMIT = 50
@@ -126,14 +127,19 @@ class SimpleIndexer(Executor):
             for d in batch
         ]
         if batch:
-            with item_errors(batch[0], self.logger):
-                for doc, result in zip(
-                    batch, self.index.add(clips, encoder=batch[0].encoder), strict=True
-                ):
+            try:
+                results = self.index.add(clips, encoder=batch[0].encoder)
+            except AudioSearchError as exc:  # the whole write failed: every item says why
+                for doc in batch:
+                    fail(doc, str(exc))
+            except Exception as exc:
+                self.logger.error(f"storing {len(batch)} clips: {exc!r}\n{format_exc()}")
+                for doc in batch:
+                    fail(doc, f"storing this request's clips failed ({exc!r}); see the server "
+                              "log, then send the request again")  # fmt: skip
+            else:
+                for doc, result in zip(batch, results, strict=True):
                     doc.clip_id, doc.status = result.clip_id, result.status
-            if batch[0].status == "error":  # the whole write failed: every item says so
-                for doc in batch[1:]:
-                    doc.status, doc.error = "error", batch[0].error
         for doc in docs:
             doc.chunks = DocList[ChunkDoc]()
             doc.encoder = None
@@ -245,7 +251,12 @@ class SimpleIndexer(Executor):
                 clip = self._named_clip(doc)
                 if clip is not None:
                     doomed.append((doc, clip))
-        self.index.delete([clip.clip_id for _, clip in doomed])
+        try:
+            self.index.delete([clip.clip_id for _, clip in doomed])
+        except AudioSearchError as exc:  # the whole write failed: every item says why
+            for doc, _ in doomed:
+                fail(doc, str(exc))
+            return docs
         for doc, clip in doomed:
             describe(doc, clip, "deleted")
         return docs
@@ -284,27 +295,54 @@ class ShardMerger(Executor):
     """Joins the answers of the indexer's shards into one (their ``uses_after`` in flow.yml).
 
     Jina runs it only for ``shards`` > 1 and hands it each shard's documents as
-    ``docs_matrix``.
+    ``docs_matrix``. A shard that does not answer is left out by the shards' head without a
+    word; here every item it would have answered for says so instead, and a search, a page or
+    the stats, which would be incomplete without it, fail whole.
     """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.shards = getattr(self.runtime_args, "shards", None) or 1
+
+    def _missing(self, docs_matrix: list | None) -> str | None:
+        """What to tell the client when fewer shards answered than the flow has, else None."""
+        answered = len(docs_matrix) if docs_matrix else 1
+        if answered >= self.shards:
+            return None
+        return (
+            f"{self.shards - answered} of the {self.shards} indexer shards did not answer "
+            "(GET /health names them); try again once it answers ok"
+        )
 
     @requests(on=["/index", "/clips", "/delete"])
     def owners_answers(
         self, docs: DocList[AudioDoc], docs_matrix: list | None = None, **kwargs
     ) -> DocList[AudioDoc]:
         """Each document as the shard that owns it answered (the others left it untouched)."""
-        if not docs_matrix or len(docs_matrix) < 2:
-            return docs
-        return DocList[AudioDoc](
-            next((d for d in copies if d.status is not None), copies[0])
-            for copies in zip(*docs_matrix, strict=True)
+        missing = self._missing(docs_matrix)
+        merged = (
+            DocList[AudioDoc](
+                next((d for d in copies if d.status is not None), copies[0])
+                for copies in zip(*docs_matrix, strict=True)
+            )
+            if docs_matrix and len(docs_matrix) > 1
+            else docs
         )
+        for doc in merged:
+            if missing and doc.status is None:  # its owner is the shard that did not answer
+                fail(doc, f"{doc.uri or f'clip_id={doc.clip_id}'}: not done: {missing}")
+        return merged
 
     @requests(on="/search")
     def all_matches(
         self, docs: DocList[AudioDoc], docs_matrix: list | None = None, **kwargs
     ) -> DocList[AudioDoc]:
         """Each query chunk with the matches of every shard (an error from any shard wins)."""
-        if not docs_matrix or len(docs_matrix) < 2:
+        missing = self._missing(docs_matrix)
+        if missing:
+            for doc in docs:
+                if doc.status != "error":
+                    fail(doc, f"not searched: the answer would lack clips; {missing}")
             return docs
         merged = DocList[AudioDoc]()
         for copies in zip(*docs_matrix, strict=True):
@@ -318,11 +356,16 @@ class ShardMerger(Executor):
         return merged
 
     @requests(on="/list")
-    def page(self, docs: DocList[AudioDoc], parameters: dict, **kwargs) -> DocList[AudioDoc]:
+    def page(
+        self, docs: DocList[AudioDoc], parameters: dict, docs_matrix: list | None = None, **kwargs
+    ) -> DocList[AudioDoc]:
         """The requested page of the shards' lists merged in clip id order."""
         failed = [d for d in docs if d.status == "error"]
         if failed:  # a bad offset or limit: every shard said so
             return DocList[AudioDoc](failed[:1])
+        missing = self._missing(docs_matrix)
+        if missing:
+            return DocList[AudioDoc]([AudioDoc(status="error", error=f"no page: {missing}")])
         offset = check_offset(parameters.get("offset", 0))
         limit = check_limit(parameters.get("limit", DEFAULT_LIST_LIMIT))
         ordered = sorted(docs, key=lambda d: d.clip_id)
@@ -330,10 +373,17 @@ class ShardMerger(Executor):
 
     @requests(on="/stats")
     def totals(self, docs: DocList[AudioDoc], **kwargs) -> DocList[AudioDoc]:
-        """The shards' counts added up; their own stats under ``per_shard``."""
+        """The shards' counts added up; their own stats under ``per_shard``. With a shard
+        missing, an error naming it (``stats.missing_shards``), which GET /health reports."""
         parts = sorted((d.stats for d in docs if d.stats), key=lambda s: s["shard"])
-        if len(parts) < 2:
-            return docs
+        answered = {p["shard"] for p in parts}
+        absent = [f"indexer shard {i}" for i in range(self.shards) if i not in answered]
+        if absent:
+            return DocList[AudioDoc]([AudioDoc(
+                status="error",
+                error=f"{', '.join(absent)} did not answer; try again once GET /health answers ok",
+                stats={"shards": self.shards, "missing_shards": absent},
+            )])  # fmt: skip
         total = {k: v for k, v in parts[0].items() if k != "shard"}
         total.update({key: sum(p[key] for p in parts) for key in _ADDITIVE_STATS})
         total["search"] = "ann" if any(p["search"] == "ann" for p in parts) else "exact"

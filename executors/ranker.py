@@ -1,5 +1,8 @@
 """Ranker: collapse the chunk matches of each query into its most similar clips."""
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 from docarray import DocList
 from jina import Executor, requests
@@ -8,6 +11,7 @@ from audiosearch.audio import SAMPLE_RATE, load_audio
 from audiosearch.duplicates import find_duplicates
 from audiosearch.errors import AudioSearchError, InvalidInputError
 from audiosearch.index import ChunkHit, check_min_score
+from audiosearch.paths import ReadPolicy, readable_file
 from audiosearch.rank import (
     DEFAULT_STRATEGY,
     QueryChunkHits,
@@ -26,12 +30,19 @@ class Ranker(Executor):
     :data:`audiosearch.rank.STRATEGIES`); a request may pick another with its ``strategy``
     parameter. With ``duplicates=true`` a request gets, of those ``limit`` clips, only the
     copies of the query (re-encoded, trimmed, louder or quieter), each scored by how well its
-    audio correlates with the query's (see :mod:`audiosearch.duplicates`).
+    audio correlates with the query's (see :mod:`audiosearch.duplicates`); their files are
+    read as ``read_policy`` (flow.yml's, shared with the segmenter) allows.
     """
 
-    def __init__(self, strategy: str = DEFAULT_STRATEGY, **kwargs) -> None:
+    def __init__(
+        self,
+        strategy: str = DEFAULT_STRATEGY,
+        read_policy: Mapping[str, Any] | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         self.strategy = check_strategy(strategy)
+        self.policy = ReadPolicy.from_config(read_policy)
 
     @requests(on="/search")
     def rank(self, docs: DocList[AudioDoc], parameters: dict, **kwargs) -> DocList[AudioDoc]:
@@ -79,9 +90,11 @@ class Ranker(Executor):
         return np.asarray(doc.tensor, dtype=np.float32)[: round(doc.duration * SAMPLE_RATE)]
 
     def _load_indexed(self, uri: str) -> np.ndarray | None:
-        """An indexed clip's audio, or None (logged) when its file can no longer be read."""
+        """An indexed clip's audio up to the policy's ``max_seconds``, or None (logged) when
+        the policy no longer lets its file be read or it cannot be decoded."""
         try:
-            return load_audio(uri)
+            source = readable_file(uri, self.policy)
+            return load_audio(source.path, max_seconds=self.policy.max_seconds, label=uri)
         except AudioSearchError as exc:
             self.logger.warning(f"duplicates: skipping {uri}: {exc}")
             return None

@@ -2,22 +2,16 @@
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from docarray import DocList
 from jina import Executor, requests
 
-from audiosearch.audio import MAX_SECONDS, SAMPLE_RATE, load_audio
+from audiosearch.audio import decode_audio
 from audiosearch.errors import InvalidInputError
-from audiosearch.paths import (
-    DEFAULT_ROOTS,
-    HTTP_TIMEOUT_SECONDS,
-    MAX_FILE_BYTES,
-    ReadPolicy,
-    is_http_uri,
-    open_audio_source,
-)
+from audiosearch.paths import MAX_SECONDS, ReadPolicy, is_http_uri, open_audio_source
 from audiosearch.segment import STRIDE_SECONDS, Segments, segment
 from executors.docs import AudioDoc, ChunkDoc, item_errors
 
@@ -25,38 +19,29 @@ from executors.docs import AudioDoc, ChunkDoc, item_errors
 class AudioSegmenter(Executor):
     """Decodes each clip into ``doc.tensor`` (16 kHz mono) and one chunk per window.
 
-    Files are read only under ``allowed_roots`` (relative ones from the working directory, the
-    project root), up to ``max_file_mb``; ``http(s)://`` URIs only when ``allow_http``, each
-    download within ``http_timeout_seconds``. At most the first ``max_seconds`` of a file are
-    decoded. A local file longer than ``max_carried_seconds`` is sent on to /index without its
-    waveform: the encoder decodes it again, so no request carries hours of audio through the
-    gateway (each process it passes would hold several copies of it).
+    Files are read as ``read_policy`` (flow.yml; :meth:`ReadPolicy.from_config`) allows: under
+    its allowed roots, up to its size and length limits. A file longer than the policy's
+    ``max_seconds`` is used up to there, and its item says so in ``note``. A local file longer
+    than ``max_carried_seconds`` is sent on to /index without its waveform: the encoder decodes
+    it again, so no request carries hours of audio through the gateway (each process it passes
+    would hold several copies of it).
     """
 
     def __init__(
         self,
         stride_seconds: float = STRIDE_SECONDS,
-        allowed_roots: Sequence[str] = DEFAULT_ROOTS,
-        allow_http: bool = False,
-        max_file_mb: float = MAX_FILE_BYTES / 2**20,
-        max_seconds: float = MAX_SECONDS,
-        http_timeout_seconds: float = HTTP_TIMEOUT_SECONDS,
-        max_carried_seconds: float = 600.0,
+        read_policy: Mapping[str, Any] | None = None,
+        max_carried_seconds: float = MAX_SECONDS,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         self.stride_seconds = stride_seconds
-        self.max_seconds = max_seconds
         self.max_carried_seconds = max_carried_seconds
-        self.policy = ReadPolicy(
-            roots=tuple(allowed_roots),
-            allow_http=allow_http,
-            max_file_bytes=round(max_file_mb * 2**20),
-            http_timeout_seconds=http_timeout_seconds,
-        )
+        self.policy = ReadPolicy.from_config(read_policy)
         self.logger.info(
-            f"reading audio files under {self.policy.describe_roots()} (up to {max_file_mb:g} "
-            f"MiB, first {max_seconds:g} s); http(s) downloads {'on' if allow_http else 'off'}"
+            f"reading audio files under {self.policy.describe_roots()} (up to "
+            f"{self.policy.max_file_bytes / 2**20:g} MiB, first {self.policy.max_seconds:g} s); "
+            f"http(s) downloads {'on' if self.policy.allow_http else 'off'}"
         )
 
     @requests(on="/index")
@@ -65,7 +50,7 @@ class AudioSegmenter(Executor):
         for doc in docs:
             doc.decode_again = None  # set here only: a client cannot have the encoder read files
             with item_errors(doc, self.logger):
-                if doc.audio_base64:
+                if doc.audio_base64 is not None:
                     doc.audio_base64 = None
                     raise InvalidInputError(
                         "/index stores files the server can read again: send uri, not "
@@ -84,10 +69,10 @@ class AudioSegmenter(Executor):
             with item_errors(doc, self.logger):
                 if doc.clip_id is not None:  # like an indexed clip: its stored chunks are used
                     continue
-                if doc.audio_base64:
+                if doc.audio_base64 is not None:  # uri, if any, only names it: never read
                     label = f"uploaded audio {doc.uri!r}" if doc.uri else "uploaded audio"
                     data, doc.audio_base64 = doc.audio_base64, None  # never echoed back
-                    self._window(doc, self._segments(decode_base64(data, label), label))
+                    self._window(doc, self._segments(doc, decode_base64(data, label), label))
                 else:
                     self._window(doc, self._decode_file(doc))
         return docs
@@ -100,14 +85,15 @@ class AudioSegmenter(Executor):
     def _decode_file(self, doc: AudioDoc) -> Segments:
         with open_audio_source(doc.uri, self.policy) as source:
             doc.uri, doc.fingerprint = source.uri, source.fingerprint
-            return self._segments(source.path, source.uri)
+            return self._segments(doc, source.path, source.uri)
 
-    def _segments(self, audio: Path | bytes, label: str) -> Segments:
-        """Windows of ``audio`` (a path or a file's bytes), decoded up to ``max_seconds``."""
-        waveform = load_audio(audio, max_seconds=self.max_seconds, label=label)
-        if waveform.size >= round(self.max_seconds * SAMPLE_RATE):
-            self.logger.warning(f"{label}: only its first {self.max_seconds:g} s are used")
-        return segment(waveform, stride_seconds=self.stride_seconds)
+    def _segments(self, doc: AudioDoc, audio: Path | bytes, label: str) -> Segments:
+        """Windows of ``audio`` (a path or a file's bytes), decoded up to ``max_seconds``; a
+        longer file's item gets a note saying what was left out."""
+        decoded = decode_audio(audio, max_seconds=self.policy.max_seconds, label=label)
+        if decoded.capped:
+            doc.note = capped_note(self.policy.max_seconds, decoded.declared_seconds)
+        return segment(decoded.waveform, stride_seconds=self.stride_seconds)
 
     @staticmethod
     def _window(doc: AudioDoc, segments: Segments) -> None:
@@ -117,6 +103,15 @@ class AudioSegmenter(Executor):
             ChunkDoc(start=float(s), end=float(e))
             for s, e in zip(segments.start_seconds, segments.end_seconds, strict=True)
         )
+
+
+def capped_note(max_seconds: float, declared_seconds: float | None) -> str:
+    """What an item says when only the first ``max_seconds`` of its file were used."""
+    of = f" of {declared_seconds:,.0f} s" if declared_seconds else ""
+    return (
+        f"only the first {max_seconds:g} s{of} were used: files are read up to "
+        "read_policy.max_seconds (flow.yml, or app.py serve --max-seconds); raise it to use more"
+    )
 
 
 def decode_base64(data: str, label: str) -> bytes:

@@ -9,6 +9,7 @@ The server runs with an API key, which this file also checks.
 
 import json
 import os
+import struct
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -20,7 +21,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiosearch.audio import MAX_SECONDS, SAMPLE_RATE
+from audiosearch.audio import SAMPLE_RATE
+from audiosearch.paths import MAX_SECONDS
 from executors.http_guard import MAX_DOCS
 from tests.conftest import ROOT, TOY_DATA, Server, start_server, write_tone
 
@@ -70,6 +72,10 @@ def first_half(path: Path, source: Path) -> str:
     return write_bytes(path, data[: len(data) // 2])
 
 
+def first_bytes(path: Path, source: Path, size: int) -> str:
+    return write_bytes(path, source.read_bytes()[:size])
+
+
 def nan_or_inf(path: Path, bad: float) -> str:
     samples = tone(2.0, 16_000, 500.0)
     samples[12_345] = bad
@@ -89,6 +95,7 @@ class Case:
     make: Callable[[Path, Path], str]  # (allowed folder, a folder outside it) -> the uri to send
     error: str | None = None  # the item's error (a substring); None: accepted
     duration: float | None = None  # an accepted item's decoded length, s
+    note: str | None = None  # what an accepted item says was left out (a substring)
 
 
 CASES = [
@@ -99,6 +106,21 @@ CASES = [
          "cut.mp3: is truncated: its header declares 4.6 s but the audio stops after 2.3 s"),
     Case("truncated flac", lambda d, o: first_half(d / "cut.flac", TOY_DATA / "speech_es.flac"),
          "cut.flac: is damaged or truncated: decoding stopped after 1.9 s"),
+    Case("truncated wav", lambda d, o: first_bytes(
+        d / "cut.wav", TOY_DATA / "piano_phrase_10s.wav", 100_000),
+         "cut.wav: is truncated: its header declares 10.00 s of audio but the file holds 2.27 s"),
+    Case("truncated ogg", lambda d, o: first_bytes(
+        d / "cut.ogg", TOY_DATA / "tom_fill.ogg", 15_000),
+         "cut.ogg: is truncated: its Ogg stream stops without its end-of-stream page"),
+    Case("truncated opus", lambda d, o: first_bytes(
+        d / "cut.opus", TOY_DATA / "harp_arpeggio.opus", 40_000),
+         "cut.opus: is truncated: its Ogg stream stops without its end-of-stream page"),
+    Case("header claims 1 Hz", lambda d, o: with_bytes_set(
+        d / "one_hz.wav", Path(write_tone(o / "one_hz.wav", 1.0)), 24, struct.pack("<I", 1)),
+         "one_hz.wav: its header claims a sample rate of 1 Hz; audio files have 1,000-768,000 Hz"),
+    Case("header claims 100 channels", lambda d, o: with_bytes_set(
+        d / "hundred.wav", Path(write_tone(o / "hundred.wav", 1.0)), 22, struct.pack("<H", 100)),
+         "hundred.wav: its header claims 100 channels; audio files have 1-64"),
     Case("text renamed .wav", lambda d, o: write_bytes(d / "notes.wav", b"just text\n" * 200),
          "notes.wav: not a readable audio file"),
     Case("zero bytes", lambda d, o: write_bytes(d / "empty.wav", b""),
@@ -112,14 +134,16 @@ CASES = [
     Case("Inf samples", lambda d, o: nan_or_inf(d / "inf.wav", np.inf),
          "inf.wav: contains NaN or infinite samples"),
     Case("8 channels 96 kHz", lambda d, o: write(
-        d / "eight.wav", tone(30.0, 96_000, 310.0, channels=8), 96_000), duration=CAP_SECONDS),
+        d / "eight.wav", tone(30.0, 96_000, 310.0, channels=8), 96_000), duration=CAP_SECONDS,
+         note="only the first 20 s of 30 s were used"),
     Case("192 kHz", lambda d, o: write(d / "hi.wav", tone(3.0, 192_000, 620.0), 192_000),
          duration=3.0),
     Case("24-bit", lambda d, o: write(d / "pcm24.wav", tone(3.0, 44_100, 880.0), 44_100, "PCM_24"),
          duration=3.0),
     Case("32-bit float", lambda d, o: write(
         d / "float.wav", tone(3.0, 48_000, 1250.0), 48_000, "FLOAT"), duration=3.0),
-    Case("2 hours", lambda d, o: write_two_hours(d / "two hours.flac"), duration=CAP_SECONDS),
+    Case("2 hours", lambda d, o: write_two_hours(d / "two hours.flac"), duration=CAP_SECONDS,
+         note="only the first 20 s of 7,200 s were used"),
     Case("spaces and unicode", lambda d, o: str(write_tone(d / "café 音 take 1.wav", 3.0,
          freq=1_900.0)), duration=3.0),
     Case("symlink inside the roots", lambda d, o: symlink(d / "bell.wav",
@@ -193,7 +217,8 @@ def before(server) -> list[dict]:
 def matrix(server: Server, uris: dict[str, str], endpoint: str) -> dict[str, dict]:
     """Every case followed by its good clip, in one request; the response docs by name."""
     names = [n for case in CASES for n in (case.name, f"good after {case.name}")]
-    docs = post_docs(server, endpoint, [{"uri": uris[n]} for n in names], limit=5)
+    parameters = {"limit": 5} if endpoint == "search" else {}  # /index takes none
+    docs = post_docs(server, endpoint, [{"uri": uris[n]} for n in names], **parameters)
     return dict(zip(names, docs, strict=True))
 
 
@@ -215,6 +240,7 @@ def test_index_reports_each_bad_item_alone_and_indexes_the_rest(indexed, uris, c
     else:
         assert doc["status"] == "added" and doc["error"] is None, doc
         assert doc["duration"] == pytest.approx(case.duration, abs=0.01)
+        assert (case.note in doc["note"]) if case.note else doc["note"] is None, doc
     assert good["status"] == "added", good
     assert good["uri"] == uris[f"good after {case.name}"]
 
@@ -227,6 +253,7 @@ def test_search_reports_each_bad_item_alone_and_answers_the_rest(searched, uris,
         assert doc["matches"] == []
     else:  # an accepted item was indexed above, so it finds itself first
         assert doc["status"] == "searched", doc
+        assert (case.note in doc["note"]) if case.note else doc["note"] is None, doc
         assert doc["matches"][0]["uri"] == doc["uri"] and doc["matches"][0]["score"] > 0.99
     assert good["status"] == "searched"
     assert good["matches"][0]["uri"] == uris[f"good after {case.name}"]

@@ -150,11 +150,11 @@ def test_a_long_file_travels_as_its_path_and_is_embedded_as_if_carried(tmp_path)
     waveform = load_audio(toy_clips()[0], sample_rate=22_050)
     sf.write(long, np.tile(waveform, 4)[: 22_050 * 19], 22_050)
     sf.write(short, waveform[: 22_050 * 5], 22_050)
-    encoder = AudioEncoder(encoder="sfx")
+    policy = {"allowed_roots": [str(tmp_path)]}  # flow.yml gives both the same read_policy
+    encoder = AudioEncoder(encoder="sfx", read_policy=policy)
 
     def index(max_carried_seconds: float, *paths: Path) -> DocList[AudioDoc]:
-        segmenter = AudioSegmenter(allowed_roots=[str(tmp_path)],
-                                   max_carried_seconds=max_carried_seconds)  # fmt: skip
+        segmenter = AudioSegmenter(read_policy=policy, max_carried_seconds=max_carried_seconds)
         return segmenter.segment_files(DocList[AudioDoc](AudioDoc(uri=str(p)) for p in paths))
 
     carried = encoder.encode(index(600, long, short), parameters={})
@@ -163,7 +163,7 @@ def test_a_long_file_travels_as_its_path_and_is_embedded_as_if_carried(tmp_path)
     assert segmented[1].tensor is not None and not segmented[1].decode_again
     # The flag is the segmenter's alone: a client that sets it has the encoder read nothing.
     sneaky = DocList[AudioDoc]([AudioDoc(uri="/etc/passwd", clip_id=1, decode_again=True)])
-    segmenter = AudioSegmenter(allowed_roots=[str(tmp_path)])
+    segmenter = AudioSegmenter(read_policy=policy)
     assert segmenter.segment_queries(sneaky)[0].decode_again is None
     assert segmenter.segment_files(sneaky)[0].decode_again is None
     again = encoder.encode(segmented, parameters={})

@@ -4,6 +4,7 @@ import base64
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 import soundfile as sf
 
@@ -149,11 +150,13 @@ def test_uploaded_audio_is_checked_too_and_the_flag_must_be_a_boolean(library, t
     server, _ = library
     copy = make_variant(TOY_DATA / "flute_melody.ogg", "opus", tmp_path)
     encoded = base64.b64encode(copy.read_bytes()).decode()
-    [uploaded, bad] = server.post(
-        "search", [{"audio_base64": encoded}, {"uri": str(copy)}], duplicates="yes"
-    )
-    assert uploaded["status"] == bad["status"] == "error"
-    assert "duplicates='yes': expected true or false" in bad["error"]
+    bad = httpx.post(
+        f"{server.url}/search",
+        json={"data": [{"audio_base64": encoded}, {"uri": str(copy)}],
+              "parameters": {"duplicates": "yes"}},
+    )  # fmt: skip
+    assert bad.status_code == 422  # refused as a whole, at the edge, like any bad parameter
+    assert "parameters.duplicates='yes': expected true or false" in bad.json()["detail"]
     [uploaded] = server.post("search", [{"audio_base64": encoded}], duplicates=True)
     assert [Path(m["uri"]).name for m in uploaded["matches"]] == ["flute_melody.ogg"]
     assert uploaded.get("tensor") is None  # the waveform kept for the check is not sent back

@@ -164,7 +164,7 @@ def segmenter_and_root(tmp_path_factory) -> tuple[AudioSegmenter, Path]:
     """A segmenter that reads only one temporary folder, which holds one good clip."""
     root = tmp_path_factory.mktemp("root")
     write_tone(root / "good.wav", 3.0)
-    return AudioSegmenter(allowed_roots=[str(root)], max_seconds=5.0), root
+    return AudioSegmenter(read_policy={"allowed_roots": [str(root)], "max_seconds": 5.0}), root
 
 
 @FUZZ

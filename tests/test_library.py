@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import ROOT, Server, start_server
@@ -150,23 +151,31 @@ def test_filters_limit_and_min_score_shape_the_matches(server, library):
     [two] = server.post("search", query, limit=2)
     assert len(two["matches"]) == 2
 
-    bad = server.post("search", query, min_duration=-3)
-    assert bad[0]["status"] == "error" and "min_duration=-3" in bad[0]["error"]
-    [bad_page] = server.post("list", [], offset=-1)
-    assert bad_page["error"] == "offset=-1: expected a whole number >= 0; try offset=0"
+    bad = httpx.post(
+        f"{server.url}/search", json={"data": query, "parameters": {"min_duration": -3}}
+    )
+    assert bad.status_code == 422 and "min_duration=-3" in bad.json()["detail"]
+    bad_page = httpx.post(f"{server.url}/list", json={"data": [], "parameters": {"offset": -1}})
+    assert bad_page.status_code == 422
+    assert bad_page.json()["detail"] == (
+        "parameters.offset=-1: expected a whole number >= 0; try offset=0"
+    )
 
 
-def test_command_line_lists_deletes_shows_stats_and_skips_unchanged_files(server, library):
+def test_command_line_lists_deletes_shows_stats_and_skips_unchanged_files(
+    server, library, tmp_path
+):
     server.post("index", [{"uri": u} for u in paths(library, *NAMES)])
-    # Same size and modification time, other bytes: only a client that compares fingerprints
-    # before sending calls it unchanged; the service would try to decode it and fail.
-    marimba = library / "marimba.wav"
-    shutil.copy(ROOT / "toy-data" / "marimba_pattern.wav", marimba)
+    # marimba.wav becomes a link to an identical copy (same size, time and bytes) outside the
+    # allowed folders: only a client that compares fingerprints before sending calls it
+    # unchanged; the service, sent it, would refuse to read it.
+    marimba, elsewhere = library / "marimba.wav", tmp_path / "marimba.wav"
+    shutil.copy2(ROOT / "toy-data" / "marimba_pattern.wav", elsewhere)
+    shutil.copy2(elsewhere, marimba)
     indexed = cli(server, "index", str(marimba), "--json")
     assert json.loads(indexed.stdout)[0]["status"] == "added", indexed.stderr
-    stat = marimba.stat()
-    marimba.write_bytes(b"\0" * stat.st_size)
-    os.utime(marimba, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    marimba.unlink()
+    marimba.symlink_to(elsewhere)
     again = cli(server, "index", str(library), "--json")
     assert again.returncode == 0, again.stdout + again.stderr
     assert {d["status"] for d in json.loads(again.stdout)} == {"unchanged"}

@@ -185,7 +185,7 @@ def http_url(tmp_path_factory) -> Iterator[str]:
 def test_http_uris_are_refused_unless_enabled(http_url, policy):
     with refused("http(s) downloads are off") as error, open_audio_source(http_url, policy):
         pass
-    assert "set allow_http: true for the segmenter in flow.yml" in str(error.value)
+    assert "set read_policy.allow_http: true in flow.yml" in str(error.value)
 
 
 def test_an_enabled_download_decodes_like_the_file_and_is_removed_afterwards(http_url, root):

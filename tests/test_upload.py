@@ -53,13 +53,13 @@ def test_multipart_and_base64_uploads_rank_like_search_by_path(sfx_server, index
     assert by_upload["uri"] == name  # the upload's file name names the query
 
 
-def test_upload_limit_is_checked_per_item(sfx_server, indexed):
+def test_upload_limit_is_checked_as_search_checks_it(sfx_server, indexed):
     clip = next(p for p in toy_clips() if p.name == "bell_strikes.wav").read_bytes()
     [three] = upload(sfx_server, "bell.wav", clip, limit=3).json()["data"]
     assert len(three["matches"]) == 3
-    [refused] = upload(sfx_server, "bell.wav", clip, limit=-1).json()["data"]
-    assert refused["status"] == "error"
-    assert "limit=-1: expected a whole number from 1 to 1000" in refused["error"]
+    refused = upload(sfx_server, "bell.wav", clip, limit=-1)
+    assert refused.status_code == 422
+    assert "limit=-1: expected a whole number from 1 to 1000" in refused.json()["detail"]
 
 
 def test_upload_takes_the_ranking_options_of_search(sfx_server, indexed, tmp_path):
@@ -93,8 +93,9 @@ def test_upload_takes_the_ranking_options_of_search(sfx_server, indexed, tmp_pat
     answers.append([(m["uri"], m["score"]) for m in plain["matches"]])
     for i, a in enumerate(answers):  # each option changed the answer
         assert all(a != b for b in answers[i + 1 :]), options[i]
-    [refused] = upload(sfx_server, query.name, query.read_bytes(), strategy="best").json()["data"]
-    assert refused["status"] == "error" and "strategy='best': expected one of" in refused["error"]
+    refused = upload(sfx_server, query.name, query.read_bytes(), strategy="best")
+    assert refused.status_code == 422  # as /search refuses it: the same parameter checks
+    assert "strategy='best': expected one of" in refused.json()["detail"]
 
 
 def test_upload_of_something_that_is_not_audio_says_so(sfx_server, indexed):
