@@ -264,14 +264,16 @@ def print_matches(query: str, doc: dict) -> None:
         console.print(f"[red]{doc['error']}[/red]")
         return
     table = Table(title=f"Most similar to {query}", title_justify="left")
-    for column in ("rank", "score", "matched segment", "query segment", "path"):
+    for column in ("rank", "id", "score", "matched segment", "query segment", "path"):
         table.add_column(
-            column, justify="right" if column in ("rank", "score") else "left",
+            column, justify="right" if column in ("rank", "id", "score") else "left",
             overflow="fold" if column == "path" else "ellipsis",
         )  # fmt: skip
+    marks = {"like": " +", "unlike": " -"}
     for rank, m in enumerate(doc["matches"], 1):
         table.add_row(
-            str(rank), f"{m['score']:.3f}", f"{m['start']:.1f}-{m['end']:.1f} s",
+            f"{rank}{marks.get(m.get('judged'), '')}", str(m["clip_id"]), f"{m['score']:.3f}",
+            f"{m['start']:.1f}-{m['end']:.1f} s",
             f"{m['query_start']:.1f}-{m['query_end']:.1f} s", _short(m["uri"]),
         )  # fmt: skip
     console.print(table)
@@ -360,22 +362,27 @@ def cmd_index(args: argparse.Namespace) -> None:
         sys.exit(1)
 
 
-def search_query(args: argparse.Namespace) -> tuple[dict, str]:
-    """The /search document for the command line's query, and a name for it."""
+def search_query(args: argparse.Namespace) -> tuple[list[dict], str]:
+    """The /search documents for the command line's query (none for "more like these"), and
+    a name for it."""
+    region = {k: v for k, v in (("start", args.start), ("end", args.end)) if v is not None}
     if args.clip_id is not None:
-        return {"clip_id": args.clip_id}, f"clip {args.clip_id}"
+        return [{"clip_id": args.clip_id} | region], f"clip {args.clip_id}"
+    if args.file is None:  # the liked clips are the query
+        return [], "the liked clips " + ", ".join(map(str, args.like))
     path = Path(args.file).expanduser().absolute()
     if args.server_path:
-        return {"uri": str(path)}, args.file
+        return [{"uri": str(path)} | region], args.file
     try:  # sent as bytes, so the service may run on another machine
         data = path.read_bytes()
     except OSError as exc:
         raise SystemExit(f"{args.file}: cannot read it ({exc.strerror}); check the path") from None
-    return {"audio_base64": base64.b64encode(data).decode("ascii"), "uri": path.name}, args.file
+    query = {"audio_base64": base64.b64encode(data).decode("ascii"), "uri": path.name}
+    return [query | region], args.file
 
 
 def cmd_search(args: argparse.Namespace) -> None:
-    query, name = search_query(args)
+    queries, name = search_query(args)
     optional = {
         "min_score": args.min_score, "min_duration": args.min_duration,
         "max_duration": args.max_duration, "path_glob": args.path_glob, "strategy": args.strategy,
@@ -383,13 +390,56 @@ def cmd_search(args: argparse.Namespace) -> None:
         "duplicates": True if args.duplicates else None,
     }  # fmt: skip
     parameters = {"limit": args.limit} | {k: v for k, v in optional.items() if v is not None}
-    [doc] = post(args.url, "search", [query], parameters)
-    if args.json:
-        print(json.dumps(doc, indent=2))
-    else:
-        print_matches(name, doc)
-    if doc.get("status") == "error":
-        sys.exit(1)
+    judged = {"like": list(dict.fromkeys(args.like)), "unlike": list(dict.fromkeys(args.unlike))}
+    while True:
+        [doc] = post(
+            args.url, "search", queries, parameters | {k: v for k, v in judged.items() if v}
+        )
+        if args.json:
+            print(json.dumps(doc, indent=2))
+        else:
+            print_matches(name, doc)
+        if doc.get("status") == "error":
+            sys.exit(1)
+        if not args.refine or not read_marks(doc["matches"], judged):
+            return
+
+
+#: What --refine asks after each table.
+REFINE_PROMPT = "mark by rank: +N more like it, -N less like it (e.g. +1 +3 -2); Enter to stop: "
+
+
+def read_marks(matches: list[dict], judged: dict[str, list[int]]) -> bool:
+    """Read "+3 -2" style marks for the ranks of ``matches`` into ``judged`` (clip ids by
+    judgment); False when the user ends the loop (an empty line or end of input)."""
+    while True:
+        try:
+            line = input(REFINE_PROMPT).strip()
+        except EOFError:
+            return False
+        if not line:
+            return False
+        try:
+            marks = [parse_mark(token, len(matches)) for token in line.split()]
+        except ValueError as exc:
+            print(exc, file=sys.stderr)
+            continue
+        for sign, rank in marks:
+            clip_id = matches[rank - 1]["clip_id"]
+            mine, other = ("like", "unlike") if sign == "+" else ("unlike", "like")
+            judged[other] = [c for c in judged[other] if c != clip_id]
+            judged[mine] = list(dict.fromkeys([*judged[mine], clip_id]))
+        return True
+
+
+def parse_mark(token: str, ranks: int) -> tuple[str, int]:
+    """``("+", 3)`` for "+3"; ValueError saying what to type for anything else."""
+    if len(token) < 2 or token[0] not in "+-" or not token[1:].isdigit():
+        raise ValueError(f"{token!r}: type + or - and a rank, e.g. +3 or -2")
+    rank = int(token[1:])
+    if not 1 <= rank <= ranks:
+        raise ValueError(f"{token!r}: the table shows ranks 1 to {ranks}")
+    return token[0], rank
 
 
 def cmd_list(args: argparse.Namespace) -> None:
@@ -609,11 +659,32 @@ def parser() -> argparse.ArgumentParser:
         "Find the indexed clips most similar to FILE (its bytes are sent, so the service may "
         "run elsewhere), or to an indexed clip.",
         "python app.py search q.wav --limit 5 --max-duration 10\n"
-        "  python app.py search --clip-id 12        # more like indexed clip 12",
+        "  python app.py search --clip-id 12        # more like indexed clip 12\n"
+        "  python app.py search q.wav --from 2.5 --to 6 --like 7 --unlike 3 --refine",
     )
-    query = search.add_mutually_exclusive_group(required=True)
+    search.set_defaults(search_parser=search)  # main() reports a search with no query by it
+    query = search.add_mutually_exclusive_group()
     query.add_argument("file", nargs="?", help="the query clip")
     query.add_argument("--clip-id", type=int, help="search with this indexed clip instead")
+    search.add_argument(
+        "--from", dest="start", type=float, metavar="SECONDS",
+        help="search with the query from this time on (match times stay in its own time)",
+    )  # fmt: skip
+    search.add_argument(
+        "--to", dest="end", type=float, metavar="SECONDS", help="... up to this time"
+    )
+    search.add_argument(
+        "--like", type=int, action="append", default=[], metavar="CLIP_ID",
+        help="a result you want more like (repeatable); with no FILE: more like these clips",
+    )  # fmt: skip
+    search.add_argument(
+        "--unlike", type=int, action="append", default=[], metavar="CLIP_ID",
+        help="a result you want less like (repeatable)",
+    )  # fmt: skip
+    search.add_argument(
+        "--refine", action="store_true",
+        help="after each table, read marks by rank (+3 +5 -2) and search again with them",
+    )  # fmt: skip
     search.add_argument(
         "--server-path", action="store_true",
         help="send FILE's path for the service to read instead of its bytes (same machine)",
@@ -682,6 +753,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the command line."""
     args = parser().parse_args(argv)
+    if args.command == "search" and args.file is None and args.clip_id is None and not args.like:
+        args.search_parser.error("one of the arguments file --clip-id --like is required")
     handlers = {
         "serve": cmd_serve, "demo": cmd_demo, "index": cmd_index, "search": cmd_search,
         "list": cmd_list, "delete": cmd_delete, "stats": cmd_stats, "export": cmd_export,

@@ -38,6 +38,15 @@ import numpy as np
 
 from audiosearch.ann import TRAIN_POINTS_PER_LIST, IvfCandidates, list_count
 from audiosearch.errors import AudioSearchError, IndexMismatchError, InvalidInputError
+from audiosearch.feedback import (
+    CANDIDATES,
+    DISLIKE_SEED,
+    SPREAD_WEIGHT,
+    JudgedHit,
+    Judgments,
+    best_pair_similarity,
+    spread,
+)
 from audiosearch.paths import same_content
 
 #: Row storage types by the name ``flow.yml`` uses, and their files' suffixes.
@@ -712,6 +721,157 @@ class ChunkIndex:
                     queries + self._float_rows(np.array([r[0] for _, r, _ in near]))
                 )
             return [self._hits(*top) for top in self._tops(queries, k, allowed)]
+
+    def search_judged(
+        self,
+        queries: np.ndarray,
+        query_times: np.ndarray,
+        *,
+        judgments: Judgments,
+        liked_audio: Sequence[np.ndarray] = (),
+        limit: int,
+        encoder: str,
+        exclude: int | None = None,
+        where: ClipFilter | None = None,
+        expand: bool = False,
+    ) -> list[JudgedHit]:
+        """The clips ranked for ``queries`` (chunk vectors, timed by ``query_times``; may be
+        empty: "more like these") refined by the user's judgments (:mod:`audiosearch.feedback`).
+
+        Liked examples are the liked clips and ``liked_audio`` (chunk vectors of liked clips
+        given as audio). A clip's score for the query is the cosine of the query expanded with
+        its nearest chunk not of a disliked clip (``expand``), plus its best cosine with a
+        liked example; the ``CANDIDATES`` best unjudged clips then get the judgments' spread
+        added. Liked clips come first (``judged="like"``, not counted in ``limit``); disliked
+        clips are left out. Two passes over the rows, as a plain search with expansion.
+        """
+        with self._lock:
+            for vectors in (queries, *liked_audio):
+                if len(vectors):
+                    self.check_encoder(encoder, vectors.shape[1])
+            liked, disliked = self._clip_positions(judgments)
+            if not len(self._ids):
+                return []
+            segs = self._seg_of_clip
+            passing = self._allowed_segments(where) & (self._seg_clip >= 0)
+            usable = passing if exclude is None else passing & self._segments_not_of(exclude)
+            examples = [self._float_rows(self._rows_of(segs[i])) for i in liked]
+            examples += [normalize_rows(v) for v in liked_audio]
+            # Each liked example enters the pass over the rows as its mean direction: one
+            # vector, not one per chunk, so a search with judgments costs about what one
+            # without does; the graph below compares the candidates with every chunk.
+            centres = [normalize_rows(e.mean(axis=0, keepdims=True)) for e in examples]
+            queries = normalize_rows(queries) if len(queries) else queries
+            not_disliked = passing.copy()
+            not_disliked[segs[disliked]] = False  # expansion leans away from what was refused
+            first, nearest = self._best_per_segment(
+                np.concatenate([queries, *centres]) if examples else queries, not_disliked
+            )
+            score = np.zeros(len(self._seg_starts))
+            if examples:
+                score += first[len(queries) :].max(axis=0)
+            if len(queries):
+                if expand:
+                    queries = normalize_rows(queries + self._float_rows(nearest[: len(queries)]))
+                    query_best = self._best_per_segment(queries)[0]
+                else:
+                    query_best = first[: len(queries)]
+                score += query_best.max(axis=0)
+            judged = np.zeros(len(score), dtype=bool)
+            judged[segs[np.concatenate([liked, disliked]).astype(np.int64)]] = True
+            order = self._judged_order(score, usable & ~judged, examples, segs[disliked], limit)
+            shown = liked[usable[segs[liked]]]  # liked clips the filters let through
+            hits = [self._judged_hit(segs[i], score[segs[i]], queries, query_times, "like")
+                    for i in shown[np.argsort(-score[segs[shown]], kind="stable")]]  # fmt: skip
+            hits += [self._judged_hit(seg, value, queries, query_times) for seg, value in
+                     order[:limit]]  # fmt: skip
+            return hits
+
+    def _clip_positions(self, judgments: Judgments) -> tuple[np.ndarray, np.ndarray]:
+        """Positions in ``_ids`` of the liked and the disliked clips; InvalidInputError naming
+        a clip that is not in the index."""
+        found = []
+        for name, ids in (("like", judgments.liked), ("unlike", judgments.disliked)):
+            positions = [np.flatnonzero(self._ids == clip_id) for clip_id in ids]
+            for clip_id, where in zip(ids, positions, strict=True):
+                if not where.size:
+                    raise InvalidInputError(
+                        f"{name}: clip_id={clip_id} is not in the index; judge clips the "
+                        "search returned (/list shows the library)"
+                    )
+            found.append(np.array([int(where[0]) for where in positions], dtype=np.int64))
+        return found[0], found[1]
+
+    def _row_span(self, seg: int) -> tuple[int, int]:
+        return int(self._seg_starts[seg]), int(self._seg_ends[seg])
+
+    def _rows_of(self, seg: int) -> np.ndarray:
+        return np.arange(*self._row_span(seg))
+
+    def _best_per_segment(
+        self, vectors: np.ndarray, nearest_in: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each vector's best score in every segment, and its nearest row in the segments
+        ``nearest_in`` (all); one pass over the rows, in blocks of vectors."""
+        best = np.full((len(vectors), len(self._seg_starts)), -np.inf, dtype=np.float32)
+        nearest = np.zeros(len(vectors), dtype=np.int64)
+        if nearest_in is not None:
+            outside = np.repeat(~nearest_in, self._seg_ends - self._seg_starts)
+        per_block = max(1, _SCORE_BLOCK_BYTES // (4 * max(self._rows, 1)))
+        for lo in range(0, len(vectors), per_block):
+            scores = self._scores(vectors[lo : lo + per_block])
+            best[lo : lo + per_block] = np.maximum.reduceat(scores, self._seg_starts, axis=1)
+            if nearest_in is not None:
+                scores[:, outside] = -np.inf
+            nearest[lo : lo + per_block] = scores.argmax(axis=1)
+        return best, nearest
+
+    def _judged_order(
+        self, score: np.ndarray, candidates: np.ndarray, examples: list[np.ndarray],
+        disliked: np.ndarray, limit: int,
+    ) -> list[tuple[int, float]]:  # fmt: skip
+        """The best ``limit`` and more unjudged segments by score, the ``CANDIDATES`` best
+        re-scored with the spread of the judgments over their graph, ahead of the rest."""
+        ranked = np.flatnonzero(candidates)
+        if len(ranked) > CANDIDATES + limit:  # only the best few are ever shown
+            ranked = ranked[
+                np.argpartition(-score[ranked], CANDIDATES + limit)[: CANDIDATES + limit]
+            ]
+        ranked = ranked[np.argsort(-score[ranked], kind="stable")]
+        top, rest = ranked[:CANDIDATES], ranked[CANDIDATES:]
+        if not examples and not len(disliked):
+            return [(int(s), float(score[s])) for s in ranked]
+        groups = examples + [self._float_rows(self._rows_of(s)) for s in (*disliked, *top)]
+        starts = np.cumsum([0] + [len(g) for g in groups[:-1]])
+        seeds = np.concatenate(
+            [np.ones(len(examples)), np.full(len(disliked), -DISLIKE_SEED), np.zeros(len(top))]
+        )
+        relevance = spread(best_pair_similarity(np.concatenate(groups), starts), seeds)
+        refined = score[top] + SPREAD_WEIGHT * relevance[len(examples) + len(disliked) :]
+        reorder = np.argsort(-refined, kind="stable")
+        return [(int(top[i]), float(refined[i])) for i in reorder] + [
+            (int(s), float(score[s])) for s in rest
+        ]
+
+    def _judged_hit(
+        self, seg: int, score: float, queries: np.ndarray, query_times: np.ndarray,
+        judged: str | None = None,
+    ) -> JudgedHit:  # fmt: skip
+        """Segment ``seg`` as a hit: its best row for its best query chunk (its first row when
+        there is no query)."""
+        rows = self._rows_of(seg)
+        if len(queries):
+            pairs = queries @ self._float_rows(rows).T
+            chunk, row = np.unravel_index(int(pairs.argmax()), pairs.shape)
+            query_start, query_end = query_times[chunk]
+            row = rows[row]
+        else:
+            query_start = query_end = 0.0
+            row = rows[0]
+        clip_id = int(self._ids[self._seg_clip[seg]])
+        start, end = self._times[row]
+        return JudgedHit(clip_id, self._uri_of[clip_id], score, float(start), float(end),
+                         float(query_start), float(query_end), judged)  # fmt: skip
 
     def _tops(
         self, queries: np.ndarray, k: int, allowed: np.ndarray

@@ -15,7 +15,9 @@ from audiosearch.errors import InvalidInputError
 from audiosearch.index import check_clip_filter, check_min_score, check_offset
 from audiosearch.rank import check_flag, check_limit, check_strategy
 
-__all__ = ["ENDPOINT_PARAMETERS", "MAX_CLIP_ID", "check_clip_id", "check_parameters"]
+__all__ = [
+    "ENDPOINT_PARAMETERS", "MAX_CLIP_ID", "check_clip_id", "check_clip_ids", "check_parameters",
+]  # fmt: skip
 
 #: The largest clip id a request may name: Jina's protobuf carries a document's whole numbers
 #: as 32-bit integers, and the index allocates ids upwards from 1, far below this.
@@ -32,6 +34,8 @@ SEARCH_PARAMETERS: dict[str, Check] = {
     "strategy": check_strategy,
     "query_expansion": partial(check_flag, "query_expansion"),
     "duplicates": partial(check_flag, "duplicates"),
+    "like": lambda value: check_clip_ids("like", value),
+    "unlike": lambda value: check_clip_ids("unlike", value),
 }
 #: Each flow endpoint's parameters; an endpoint with none takes an empty ``parameters``.
 ENDPOINT_PARAMETERS: dict[str, dict[str, Check]] = {
@@ -69,6 +73,23 @@ def unknown_parameter(endpoint: str, name: str, known: Mapping[str, object]) -> 
     close = difflib.get_close_matches(name, list(known), n=1)
     hint = f"did you mean {close[0]}? " if close else ""
     return f"{name}: not a parameter of {endpoint}; {hint}it takes {', '.join(known)}"
+
+
+def check_clip_ids(name: str, value: object) -> list[int]:
+    """A list of clip ids (``like``, ``unlike``), or :class:`InvalidInputError` saying why."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidInputError(
+            f"{name}={value!r}: expected a list of clip ids, e.g. {name}=[7, 12]"
+        )
+    ids = []
+    for item in value:
+        try:
+            ids.append(check_clip_id(item))
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{name}: {exc}") from None
+    return ids
 
 
 def check_clip_id(clip_id: object) -> int:

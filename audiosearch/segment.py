@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from audiosearch.audio import SAMPLE_RATE
+from audiosearch.errors import InvalidInputError
 
 WINDOW_SECONDS = 4.0
 STRIDE_SECONDS = 2.0
@@ -91,3 +92,74 @@ def segment(
         waveform.size, window_samples=window, stride_samples=stride, align_samples=align_samples
     )
     return Segments(waveform, starts, window, sample_rate, duration)
+
+
+@dataclass(frozen=True)
+class Region:
+    """The part of a query clip to search with: ``start`` to ``end`` seconds (None: its end)."""
+
+    start: float = 0.0
+    end: float | None = None
+
+
+def check_region(start: object, end: object) -> Region | None:
+    """The region ``start``/``end`` (seconds) describe, None if neither is given; or
+    :class:`InvalidInputError` for one that is not a span of time."""
+    if start is None and end is None:
+        return None
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0
+        ):
+            raise InvalidInputError(
+                f"{name}={value!r}: expected seconds from the start of the clip, a number >= 0; "
+                "try start=2.5, end=6"
+            )
+    region = Region(float(start or 0.0), None if end is None else float(end))
+    if region.end is not None and region.end <= region.start:
+        raise InvalidInputError(
+            f"start={region.start:g}, end={region.end:g}: the region ends before it starts; "
+            "swap them"
+        )
+    return region
+
+
+def cut_region(
+    waveform: np.ndarray, region: Region, *, label: str, sample_rate: int = SAMPLE_RATE
+) -> np.ndarray:
+    """The samples of ``waveform`` in ``region``; :class:`InvalidInputError` for a region
+    that is not inside the clip (which may have been decoded only up to the region's end)."""
+    duration = waveform.size / sample_rate
+    if region.start >= duration:
+        raise InvalidInputError(
+            f"{label}: start={region.start:g} s is past the end of the clip ({duration:.2f} s); "
+            "choose a region inside it"
+        )
+    # One sample's slack: a region ending exactly at the end may round past it.
+    if region.end is not None and region.end > duration + 1 / sample_rate:
+        raise InvalidInputError(
+            f"{label}: end={region.end:g} s is past the end of the clip as read "
+            f"({duration:.2f} s); choose a region inside it"
+        )
+    first = round(region.start * sample_rate)
+    last = waveform.size if region.end is None else round(region.end * sample_rate)
+    return waveform[first:last]
+
+
+def windows_in_region(
+    starts: np.ndarray, ends: np.ndarray, region: Region, *, duration: float, label: str
+) -> np.ndarray:
+    """Indices of the stored windows (``starts``/``ends``, seconds) that represent ``region``
+    of a clip of ``duration`` seconds: those whose middle lies in it, or, for a region shorter
+    than the stride, the one whose middle is nearest the region's."""
+    end = duration if region.end is None else region.end
+    if region.start >= duration or end > duration + 0.01:
+        raise InvalidInputError(
+            f"{label}: the region {region.start:g}-{end:g} s is not inside the clip "
+            f"(0-{duration:.2f} s); choose one inside it"
+        )
+    middles = (np.asarray(starts) + np.asarray(ends)) / 2
+    inside = np.flatnonzero((middles >= region.start) & (middles <= end))
+    if inside.size:
+        return inside
+    return np.array([int(np.argmin(np.abs(middles - (region.start + end) / 2)))])

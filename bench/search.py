@@ -19,13 +19,23 @@ Then, in the same run, for 10 s queries (5 chunks), limit 10:
 - float16: the exact search over float16 rows;
 - memory: resident bytes per chunk of a fresh process that opened the index and searched once
   (the memory-mapped rows included), and how long opening took;
-- with ``--flow-start``: seconds until ``app.py serve`` answers HTTP, with the index and empty.
+- with ``--flow-start``: seconds until ``app.py serve`` answers HTTP, with the index and empty;
+- refine by example, at the ``--feedback-sizes`` (default 100,000 chunks only): the judged
+  search (``ChunkIndex.search_judged``, exact, query expansion, limit 10) with 5 liked and 5
+  disliked clips, and with 10 and 10 (the plain search's best 10, then 20, clips: the first half
+  liked, the rest disliked), alternated query by query with the plain exact search with query
+  expansion (today's default: ``ChunkIndex.search`` plus the collapse to clips); p50 over the
+  plain search's p50, and the median of the per-query ratios. Target: at most 1.5x.
+
+    .venv/bin/python bench/search.py --feedback-only   # just those rows, 100k chunks: 30 s
+    .venv/bin/python bench/search.py --feedback-only --feedback-sizes 1000000   # 1M: 4 minutes
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -42,6 +52,7 @@ sys.path.insert(0, str(ROOT))  # tests.conftest starts and stops the service
 import synthetic  # noqa: E402
 from table import print_table  # noqa: E402
 
+from audiosearch.feedback import Judgments  # noqa: E402
 from audiosearch.index import AnnSettings, ChunkIndex, ClipToAdd  # noqa: E402
 from audiosearch.rank import QueryChunkHits, rank_by_best_chunk  # noqa: E402
 
@@ -72,8 +83,9 @@ def class_centres(chunks: int, clips_per_class: int) -> np.ndarray:
     return synthetic.class_centres(max(10, chunks // (10 * clips_per_class)))
 
 
-def build(workspace: Path, centres: np.ndarray, chunks: int, flat) -> float:
-    """Store a synthetic library of ``chunks`` chunks; also add its rows to faiss ``flat``."""
+def build(workspace: Path, centres: np.ndarray, chunks: int, flat=None) -> float:
+    """Store a synthetic library of ``chunks`` chunks; also add its rows to faiss ``flat``
+    (unless None)."""
     started = time.perf_counter()
     with ChunkIndex(workspace) as index:
         for batch in synthetic.clips(chunks, centres):
@@ -87,7 +99,8 @@ def build(workspace: Path, centres: np.ndarray, chunks: int, flat) -> float:
                 ],
                 encoder=ENCODER,
             )  # fmt: skip
-            flat.add(batch.vectors)
+            if flat is not None:
+                flat.add(batch.vectors)
     return time.perf_counter() - started
 
 
@@ -138,6 +151,76 @@ def time_queries(
     return times, answers
 
 
+@dataclass
+class FeedbackRow:
+    """One line of the refine-by-example table: times of one kind of search, and the plain
+    search's times of the same queries (alternated with them)."""
+
+    chunks: int
+    method: str
+    times: list[float]
+    plain: list[float]
+
+    def cells(self) -> list[str]:
+        p50, p95 = (np.percentile(self.times, q) * 1000 for q in (50, 95))
+        plain = float(np.median(self.plain)) * 1000
+        ratios = np.array(self.times) / np.array(self.plain)
+        return [f"{self.chunks:,}", self.method, f"{p50:.1f}", f"{p95:.1f}",
+                f"{p50 / plain:.2f}x", f"{np.median(ratios):.2f}x"]  # fmt: skip
+
+
+#: Judged clips per feedback search: (liked, disliked).
+JUDGED = ((5, 5), (10, 10))
+
+
+def time_feedback(
+    index: ChunkIndex, queries: np.ndarray, chunks: int, limit: int
+) -> list[FeedbackRow]:
+    """The plain exact search with expansion and ``search_judged`` with each of
+    :data:`JUDGED`, in turn for each query; the judged clips are the plain search's best."""
+    judged = max(liked + disliked for liked, disliked in JUDGED)
+    best = [search_clips(index, q, judged, expand=True) for q in queries]  # untimed
+    times = np.zeros((1 + len(JUDGED), len(queries)))
+
+    def judged_search(query: np.ndarray, top: list[int], liked: int, disliked: int) -> None:
+        index.search_judged(
+            query, np.stack([np.arange(len(query)) * 2.0, np.arange(len(query)) * 2.0 + 4], 1),
+            judgments=Judgments(tuple(top[:liked]), tuple(top[liked : liked + disliked])),
+            limit=limit, encoder=ENCODER, expand=True,
+        )  # fmt: skip
+
+    for n in (0, 1):  # warm up
+        search_clips(index, queries[n], limit, expand=True)
+        for liked, disliked in JUDGED:
+            judged_search(queries[n], best[n], liked, disliked)
+    for q, (query, top) in enumerate(zip(queries, best, strict=True)):
+        times[0, q] = timed(lambda x=query: search_clips(index, x, limit, expand=True))[0]
+        for i, (liked, disliked) in enumerate(JUDGED, start=1):
+            times[i, q] = timed(
+                lambda x=query, t=top, n=liked, m=disliked: judged_search(x, t, n, m)
+            )[0]
+    plain = times[0].tolist()
+    return [
+        FeedbackRow(chunks, "plain: exact, query expansion (today's default)", plain, plain)
+    ] + [
+        FeedbackRow(
+            chunks, f"search_judged, {liked} liked + {disliked} disliked", t.tolist(), plain
+        )
+        for (liked, disliked), t in zip(JUDGED, times[1:], strict=True)
+    ]
+
+
+def feedback_only(chunks: int, args: argparse.Namespace, notes: list[str]) -> list[FeedbackRow]:
+    """Build the library of ``chunks`` chunks and time only the refine-by-example rows."""
+    centres = class_centres(chunks, args.clips_per_class)
+    queries = synthetic.queries(args.queries, centres)
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        seconds = build(Path(tmp), centres, chunks, None)
+        notes.append(f"{chunks:,} chunks: stored in {seconds:.0f} s")
+        with ChunkIndex(tmp) as index:
+            return time_feedback(index, queries, chunks, args.limit)
+
+
 def recall(found: list[list[int]], truth: list[list[int]]) -> float:
     """Mean share of each true top list that ``found`` holds."""
     return float(
@@ -182,7 +265,9 @@ def flow_start_seconds(workspace: Path) -> float:
     return seconds
 
 
-def run_size(chunks: int, args: argparse.Namespace, notes: list[str]) -> list[Row]:
+def run_size(
+    chunks: int, args: argparse.Namespace, notes: list[str], feedback: list[FeedbackRow]
+) -> list[Row]:
     import faiss
 
     centres = class_centres(chunks, args.clips_per_class)
@@ -201,6 +286,8 @@ def run_size(chunks: int, args: argparse.Namespace, notes: list[str]) -> list[Ro
         with ChunkIndex(workspace) as index:
             rows, truth = exact_against_faiss(index, flat, queries, chunks, args.limit)
             times, _ = time_queries(index, queries, args.limit, expand=True)
+            if chunks in args.feedback_sizes:
+                feedback += time_feedback(index, queries, chunks, args.limit)
         rows[1].bytes_per_chunk = opened["bytes_per_chunk"]
         rows.append(Row(chunks, "ours, exact, float32, query expansion (the default)", times,
                         reference_p50=rows[0].reference_p50))  # fmt: skip
@@ -244,10 +331,21 @@ def run_size(chunks: int, args: argparse.Namespace, notes: list[str]) -> list[Ro
     return rows
 
 
-def print_results(rows: list[Row], notes: list[str]) -> None:
-    header = ["chunks", "search", "p50 ms", "p95 ms", "p50 / faiss-flat p50", "recall@10",
-              "resident B/chunk"]  # fmt: skip
-    print_table(header, [row.cells() for row in rows], notes)
+def print_results(rows: list[Row], feedback: list[FeedbackRow], notes: list[str]) -> None:
+    if rows:
+        header = ["chunks", "search", "p50 ms", "p95 ms", "p50 / faiss-flat p50", "recall@10",
+                  "resident B/chunk"]  # fmt: skip
+        print_table(header, [row.cells() for row in rows])
+        print()
+    if feedback:
+        print("Refine by example: the judged search against the plain search, alternated "
+              "query by query (target: at most 1.5x)\n")  # fmt: skip
+        header = ["chunks", "search", "p50 ms", "p95 ms", "p50 / plain p50",
+                  "median of per-query ratios"]  # fmt: skip
+        print_table(header, [row.cells() for row in feedback])
+        print()
+    for note in notes:
+        print(f"- {note}")
 
 
 def main() -> None:
@@ -261,6 +359,15 @@ def main() -> None:
         help="how clustered the library is: fewer clips per class are harder for ANN",
     )  # fmt: skip
     parser.add_argument("--flow-start", action="store_true", help="also time app.py serve")
+    parser.add_argument(
+        "--feedback-sizes", type=int, nargs="+", default=[100_000],
+        help="the sizes at which the judged search (refine by example) is timed against the "
+        "plain search (default 100000; add 1000000 for the 1M rows)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--feedback-only", action="store_true",
+        help="time only the judged search, at the --feedback-sizes (--sizes is not used)",
+    )  # fmt: skip
     parser.add_argument("--workdir", help="where the workspaces go (default: the system tmp)")
     parser.add_argument("--measure-open", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
@@ -269,11 +376,19 @@ def main() -> None:
         open_and_search_once(args.measure_open, args.dtype)
         return
     rows: list[Row] = []
+    feedback: list[FeedbackRow] = []
     notes: list[str] = []
-    for chunks in args.sizes:
-        rows += run_size(chunks, args, notes)
+    load = os.getloadavg()[0]
+    for chunks in args.feedback_sizes if args.feedback_only else args.sizes:
+        if args.feedback_only:
+            feedback += feedback_only(chunks, args, notes)
+        else:
+            rows += run_size(chunks, args, notes, feedback)
         print(f"... {chunks:,} chunks done", file=sys.stderr, flush=True)
-    print_results(rows, notes)
+    notes.append(f"{args.queries} queries of 5 chunks, limit {args.limit}; load average "
+                 f"(1 min) before: {load:.2f}, after: {os.getloadavg()[0]:.2f} "
+                 f"({os.cpu_count()} cores)")  # fmt: skip
+    print_results(rows, feedback, notes)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,10 @@ class ClipMatchDoc(BaseDoc):
     end: float = Field(description="End of the matched segment in the indexed clip, seconds")
     query_start: float = Field(0.0, description="Start of the query segment that matched, s")
     query_end: float = Field(0.0, description="End of the query segment that matched, s")
+    judged: str | None = Field(
+        None, description='"like" for a clip the request liked (listed first, not counted in '
+        "limit)",
+    )  # fmt: skip
 
 
 class ChunkDoc(BaseDoc):
@@ -54,11 +58,25 @@ class AudioDoc(BaseDoc):
         description="For /search: the bytes of an audio file, base64-encoded, instead of uri "
         "(uri, if given, then only names the clip in messages)",
     )
-    duration: float | None = Field(None, description="Length of the decoded clip, seconds")
+    start: float | None = Field(
+        None, description="For /search: search with the part of the clip from here, seconds "
+        "(uri, audio_base64 or clip_id); match times stay in the whole clip's time",
+    )  # fmt: skip
+    end: float | None = Field(
+        None, description="For /search: ... up to here, seconds (default: the clip's end)"
+    )
+    liked: bool | None = Field(
+        None, description="For /search: this item is audio the user likes, not a query: the "
+        "other items are searched with it as a liked clip (alone: more like it)",
+    )  # fmt: skip
+    duration: float | None = Field(
+        None, description="Length of the decoded clip (of its region, with start/end), seconds"
+    )
     clip_id: int | None = Field(None, description="Id of the clip in the index (after /index)")
     status: str | None = Field(
-        None, description="Per item: added, replaced, unchanged, searched or error"
-    )
+        None, description="Per item: added, replaced, unchanged, searched, example (a liked "
+        "item) or error",
+    )  # fmt: skip
     error: str | None = Field(None, description="What was wrong with this item and what to do")
     note: str | None = Field(
         None, description="What of this item was left out (e.g. the part of a file past "
@@ -84,7 +102,7 @@ class AudioDoc(BaseDoc):
 
 
 #: The fields a client sends; the service fills every other field and refuses it from clients.
-CLIENT_FIELDS = frozenset({"id", "uri", "audio_base64", "clip_id"})
+CLIENT_FIELDS = frozenset({"id", "uri", "audio_base64", "clip_id", "start", "end", "liked"})
 
 
 def fail(doc: AudioDoc, message: str) -> None:

@@ -93,6 +93,8 @@ def decode_again(doc: AudioDoc, policy: ReadPolicy) -> np.ndarray:
 
 
 def clip(doc: AudioDoc) -> tuple[np.ndarray, np.ndarray]:
-    """The waveform of ``doc`` and the sample offsets of its chunks."""
-    starts = np.array([round(c.start * SAMPLE_RATE) for c in doc.chunks], dtype=np.int64)
+    """The waveform of ``doc`` (of its region, if it has one) and the sample offsets of its
+    chunks in it (chunk times are the file's: a region's start is taken off)."""
+    offset = doc.start or 0.0
+    starts = np.array([round((c.start - offset) * SAMPLE_RATE) for c in doc.chunks], dtype=np.int64)
     return np.asarray(doc.tensor, np.float32), starts

@@ -61,6 +61,13 @@ REQUEST_EXAMPLES: dict[str, dict[str, dict[str, Any]]] = {
             "summary": "Clips most similar to indexed clip 1 (the clip itself left out)",
             "value": {"data": [{"clip_id": 1}], "parameters": {"limit": 5}},
         },
+        "refined": {
+            "summary": "The part 0-4 s of a file, with clip 1 liked and clip 2 disliked",
+            "value": {
+                "data": [{"uri": "toy-data/bell_strikes.wav", "start": 0, "end": 4}],
+                "parameters": {"limit": 5, "like": [1], "unlike": [2]},
+            },
+        },
         "filtered": {
             "summary": "Only clips of 2 to 30 s under toy-data/ that score at least 0.5",
             "value": {
@@ -261,11 +268,16 @@ def add_search_routes(app: FastAPI, flow: FlowCaller, policy: ReadPolicy) -> Non
         duplicates: Annotated[
             bool | None, Form(description="Only copies of the query (re-encodes, trims, gain)")
         ] = None,
+        start: Annotated[float | None, Form(description="Search from here in the file, s")] = None,
+        end: Annotated[float | None, Form(description="... up to here, s")] = None,
+        like: Annotated[str | None, Form(description="Liked clip ids, e.g. 7,12")] = None,
+        unlike: Annotated[str | None, Form(description="Disliked clip ids, e.g. 3")] = None,
     ) -> dict[str, Any]:
         optional = {
             "min_score": min_score, "min_duration": min_duration, "max_duration": max_duration,
             "path_glob": path_glob, "strategy": strategy, "query_expansion": query_expansion,
-            "duplicates": duplicates,
+            "duplicates": duplicates, "like": id_list("like", like),
+            "unlike": id_list("unlike", unlike),
         }  # fmt: skip
         parameters = {"limit": limit} | {k: v for k, v in optional.items() if v is not None}
         try:
@@ -279,9 +291,10 @@ def add_search_routes(app: FastAPI, flow: FlowCaller, policy: ReadPolicy) -> Non
                 "choose a file with audio in it",
             )  # fmt: skip
         # The file's name only labels it in messages: the segmenter never reads that path.
-        query = {"audio_base64": base64.b64encode(data).decode("ascii")}
+        query: dict[str, Any] = {"audio_base64": base64.b64encode(data).decode("ascii")}
         if file.filename:
             query["uri"] = file.filename
+        query |= {k: v for k, v in (("start", start), ("end", end)) if v is not None}
         response = await flow.post("/search", [query], parameters)
         return response.to_dict()  # shaped by /search's response model, as Jina's route is
 
@@ -316,6 +329,18 @@ def add_search_routes(app: FastAPI, flow: FlowCaller, policy: ReadPolicy) -> Non
         except InvalidInputError as exc:
             raise HTTPException(403, f"clip {clip_id} is not served: {exc}") from None
         return file_response(opened, source.path.name, range_header)
+
+
+def id_list(name: str, text: str | None) -> list[int] | None:
+    """The clip ids a form field lists ("7, 12"); 422 for anything else."""
+    if not text or not text.strip():
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise HTTPException(
+            422, f"{name}={text!r}: expected clip ids separated by commas, e.g. 7,12"
+        ) from None
 
 
 def open_no_follow(path: Path) -> BinaryIO:

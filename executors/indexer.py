@@ -16,9 +16,11 @@ from docarray import DocList
 from jina import Executor, requests
 
 from audiosearch.errors import AudioSearchError, InvalidInputError
+from audiosearch.feedback import Judgments, check_judgments
 from audiosearch.index import (
     AnnSettings,
     ChunkIndex,
+    ClipFilter,
     ClipInfo,
     ClipToAdd,
     check_clip_filter,
@@ -26,8 +28,10 @@ from audiosearch.index import (
     clip_shard,
     read_stored_clip,
 )
+from audiosearch.params import check_clip_ids
 from audiosearch.paths import is_http_uri
 from audiosearch.rank import DEFAULT_LIMIT, check_flag, check_limit
+from audiosearch.segment import check_region, windows_in_region
 from executors.docs import AudioDoc, ChunkDoc, ClipMatchDoc, fail, item_errors
 
 #: Clips per /list page unless the request says otherwise.
@@ -147,51 +151,101 @@ class SimpleIndexer(Executor):
 
     @requests(on="/search")
     def search(self, docs: DocList[AudioDoc], parameters: dict, **kwargs) -> DocList[AudioDoc]:
-        """Attach to every query chunk the ``limit`` clips whose best chunk is closest.
+        """Attach to every query chunk the ``limit`` clips whose best chunk is closest; with
+        judgments, rank the clips of each query here (:meth:`ChunkIndex.search_judged`).
 
         A document with a ``clip_id`` asks for clips like that indexed clip: its stored chunks
         are the query and it is left out of the answer. ``min_duration``, ``max_duration`` and
         ``path_glob`` leave out clips before the best are chosen. ``query_expansion`` (true or
-        false) overrides the flow's setting for this request.
+        false) overrides the flow's setting for this request. ``like`` and ``unlike`` (clip
+        ids) and documents marked ``liked`` (audio the user likes) are judgments; with no
+        query document they are the query ("more like these"), answered in a new document.
         """
+        examples = [d for d in docs if d.liked]
+        if (parameters.get("like") or examples) and len(examples) == len(docs):
+            docs.append(AudioDoc(uri=None))  # "more like these": the answer needs a document
+        for doc in examples:
+            doc.status = doc.status or "example"
         for doc in docs:
+            if doc.liked:
+                continue
             with item_errors(doc, self.logger):
-                limit = check_limit(parameters.get("limit", DEFAULT_LIMIT))
-                expand = check_flag(
-                    "query_expansion", parameters.get("query_expansion", self.query_expansion)
-                )
-                if expand and self.shards > 1:
-                    raise InvalidInputError(
-                        f"query_expansion=true: needs a single indexer shard, this flow has "
-                        f"{self.shards}; leave the parameter out"
-                    )
-                where = check_clip_filter(
-                    parameters.get("min_duration"),
-                    parameters.get("max_duration"),
-                    parameters.get("path_glob"),
-                )
-                if doc.clip_id is not None and doc.status != "error" and not doc.chunks:
-                    self._query_with_stored_chunks(doc)
-                if doc not in _encoded([doc]):
-                    continue
-                queries = np.stack([np.asarray(c.embedding) for c in doc.chunks])
-                per_chunk = self.index.search(
-                    queries,
-                    limit=limit,
-                    encoder=doc.encoder,
-                    exclude=doc.clip_id,
-                    where=where,
-                    expand=expand,
-                )
-                for chunk, hits in zip(doc.chunks, per_chunk, strict=True):
-                    chunk.embedding = None
-                    chunk.matches = DocList[ClipMatchDoc](
-                        ClipMatchDoc(
-                            clip_id=h.clip_id, uri=h.uri, score=h.score, start=h.start, end=h.end
-                        )
-                        for h in hits
-                    )
+                self._search_one(doc, parameters, examples)
+        for doc in examples:
+            doc.chunks, doc.encoder = DocList[ChunkDoc](), None
         return docs
+
+    def _search_one(self, doc: AudioDoc, parameters: dict, examples: list[AudioDoc]) -> None:
+        """Search with one query document, as :meth:`search` says."""
+        if doc.status == "error":
+            return
+        limit = check_limit(parameters.get("limit", DEFAULT_LIMIT))
+        expand = check_flag(
+            "query_expansion", parameters.get("query_expansion", self.query_expansion)
+        )
+        if expand and self.shards > 1:
+            raise InvalidInputError(
+                f"query_expansion=true: needs a single indexer shard, this flow has "
+                f"{self.shards}; leave the parameter out"
+            )
+        where = check_clip_filter(
+            parameters.get("min_duration"), parameters.get("max_duration"),
+            parameters.get("path_glob"),
+        )  # fmt: skip
+        judgments = check_judgments(
+            check_clip_ids("like", parameters.get("like")),
+            check_clip_ids("unlike", parameters.get("unlike")),
+        )
+        failed = [e for e in examples if e.status == "error"]
+        if failed:
+            raise InvalidInputError(f"a liked example failed: {failed[0].error}")
+        judged = bool(judgments.liked or judgments.disliked or examples)
+        if doc.clip_id is not None and doc.status != "error" and not doc.chunks:
+            self._query_with_stored_chunks(doc)
+        if judged:
+            self._search_judged(doc, judgments, examples, limit, where, expand)
+            return
+        if doc not in _encoded([doc]):
+            return
+        queries = np.stack([np.asarray(c.embedding) for c in doc.chunks])
+        per_chunk = self.index.search(
+            queries, limit=limit, encoder=doc.encoder, exclude=doc.clip_id, where=where,
+            expand=expand,
+        )  # fmt: skip
+        for chunk, hits in zip(doc.chunks, per_chunk, strict=True):
+            chunk.embedding = None
+            chunk.matches = DocList[ClipMatchDoc](
+                ClipMatchDoc(clip_id=h.clip_id, uri=h.uri, score=h.score, start=h.start, end=h.end)
+                for h in hits
+            )
+
+    def _search_judged(
+        self, doc: AudioDoc, judgments: Judgments, examples: list[AudioDoc], limit: int,
+        where: ClipFilter | None, expand: bool,
+    ) -> None:  # fmt: skip
+        """Rank clips for ``doc`` with the judgments; the ranked clips go in ``doc.matches``."""
+        if self.shards > 1:
+            raise InvalidInputError(
+                f"like/unlike: judgments need a single indexer shard, this flow has {self.shards}"
+                "; search without them"
+            )
+        if doc.chunks and not doc.encoder:
+            return  # the query failed before it was encoded
+        if not doc.chunks and not (judgments.liked or examples):
+            raise InvalidInputError(
+                "nothing to search with: send a query, or like at least one clip"
+            )
+        encoder = doc.encoder or next((e.encoder for e in examples), None) or self.index.encoder
+        dim = self.index.dim or 0
+        queries = np.array([np.asarray(c.embedding) for c in doc.chunks]).reshape(-1, dim)
+        times = np.array([(c.start, c.end) for c in doc.chunks]).reshape(-1, 2)
+        hits = self.index.search_judged(
+            queries, times, judgments=judgments,
+            liked_audio=[np.stack([np.asarray(c.embedding) for c in e.chunks]) for e in examples],
+            limit=limit, encoder=encoder or "", exclude=doc.clip_id, where=where, expand=expand,
+        )  # fmt: skip
+        doc.chunks = DocList[ChunkDoc]()
+        doc.matches = DocList[ClipMatchDoc](ClipMatchDoc(**vars(h)) for h in hits)
 
     def _query_with_stored_chunks(self, doc: AudioDoc) -> None:
         """Make the stored chunks of clip ``doc.clip_id`` the query (any shard may store it)."""
@@ -212,10 +266,21 @@ class SimpleIndexer(Executor):
         if stored is None:
             raise not_indexed(f"clip_id={doc.clip_id}")
         doc.uri, doc.duration, doc.encoder = stored.info.uri, stored.info.duration, stored.encoder
+        chosen = np.arange(len(stored.starts))
+        region = check_region(doc.start, doc.end)
+        if region is not None:  # the stored windows of that part of the clip
+            chosen = windows_in_region(
+                stored.starts, stored.ends, region, duration=stored.info.duration,
+                label=f"clip_id={doc.clip_id}",
+            )  # fmt: skip
+            doc.duration = (stored.info.duration if region.end is None else region.end) - (
+                region.start
+            )
         doc.chunks = DocList[ChunkDoc](
-            ChunkDoc(start=float(s), end=float(e), embedding=v)
-            for s, e, v in zip(stored.starts, stored.ends, stored.vectors, strict=True)
-        )
+            ChunkDoc(start=float(stored.starts[i]), end=float(stored.ends[i]),
+                     embedding=stored.vectors[i])
+            for i in chosen
+        )  # fmt: skip
 
     @requests(on="/list")
     def list_clips(self, docs: DocList[AudioDoc], parameters: dict, **kwargs) -> DocList[AudioDoc]:

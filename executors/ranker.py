@@ -1,6 +1,7 @@
 """Ranker: collapse the chunk matches of each query into its most similar clips."""
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ from audiosearch.index import ChunkHit, check_min_score
 from audiosearch.paths import ReadPolicy, readable_file
 from audiosearch.rank import (
     DEFAULT_STRATEGY,
+    ClipMatch,
     QueryChunkHits,
     check_flag,
     check_limit,
@@ -46,30 +48,26 @@ class Ranker(Executor):
 
     @requests(on="/search")
     def rank(self, docs: DocList[AudioDoc], parameters: dict, **kwargs) -> DocList[AudioDoc]:
-        """Replace each query's chunk matches with its ranked clip matches."""
+        """Replace each query's chunk matches with its ranked clip matches (a query searched
+        with judgments comes ranked by the index already)."""
         for doc in docs:
             with item_errors(doc, self.logger):
-                if doc.status == "error":
+                if doc.status in ("error", "example"):
                     continue
-                chunks = [
-                    QueryChunkHits(
-                        c.start,
-                        c.end,
-                        [ChunkHit(m.clip_id, m.uri, m.score, m.start, m.end) for m in c.matches],
-                    )
-                    for c in doc.chunks
-                ]
-                ranked = rank_clips(
-                    chunks,
-                    strategy=parameters.get("strategy", self.strategy),
-                    limit=check_limit(parameters.get("limit", 10)),
-                    exclude=doc.clip_id,  # "more like this": not the clip itself
-                )
-                if check_flag("duplicates", parameters.get("duplicates")):
-                    ranked = find_duplicates(self._query_waveform(doc), ranked, self._load_indexed)
+                duplicates = check_flag("duplicates", parameters.get("duplicates"))
+                if doc.matches:  # ranked with judgments
+                    if duplicates:
+                        raise InvalidInputError(
+                            "duplicates=true finds copies of one query: send it without "
+                            "like/unlike or liked items"
+                        )
+                    ranked = [ClipMatch(**m.dict(exclude={"id", "judged"})) for m in doc.matches]
+                    judged = {m.clip_id: m.judged for m in doc.matches}
+                else:
+                    ranked, judged = self._ranked(doc, parameters, duplicates), {}
                 min_score = check_min_score(parameters.get("min_score"))
                 doc.matches = DocList[ClipMatchDoc](
-                    ClipMatchDoc(**vars(m))
+                    ClipMatchDoc(**vars(m), judged=judged.get(m.clip_id))
                     for m in ranked
                     if min_score is None or m.score >= min_score
                 )
@@ -77,6 +75,31 @@ class Ranker(Executor):
             doc.chunks = DocList[ChunkDoc]()
             doc.fingerprint = doc.encoder = doc.tensor = None
         return docs
+
+    def _ranked(self, doc: AudioDoc, parameters: dict, duplicates: bool) -> list[ClipMatch]:
+        """The clips ``doc``'s chunk matches rank first (of them, with ``duplicates``, the
+        copies of the query)."""
+        chunks = [
+            QueryChunkHits(
+                c.start, c.end,
+                [ChunkHit(m.clip_id, m.uri, m.score, m.start, m.end) for m in c.matches],
+            )
+            for c in doc.chunks
+        ]  # fmt: skip
+        ranked = rank_clips(
+            chunks,
+            strategy=parameters.get("strategy", self.strategy),
+            limit=check_limit(parameters.get("limit", 10)),
+            exclude=doc.clip_id,  # "more like this": not the clip itself
+        )
+        if not duplicates:
+            return ranked
+        ranked = find_duplicates(self._query_waveform(doc), ranked, self._load_indexed)
+        offset = doc.start or 0.0  # aligned within the region: back to the query file's time
+        return [
+            replace(m, query_start=m.query_start + offset, query_end=m.query_end + offset)
+            for m in ranked
+        ]
 
     @staticmethod
     def _query_waveform(doc: AudioDoc) -> np.ndarray:

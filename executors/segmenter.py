@@ -12,7 +12,7 @@ from jina import Executor, requests
 from audiosearch.audio import decode_audio
 from audiosearch.errors import InvalidInputError
 from audiosearch.paths import MAX_SECONDS, ReadPolicy, is_http_uri, open_audio_source
-from audiosearch.segment import STRIDE_SECONDS, Segments, segment
+from audiosearch.segment import STRIDE_SECONDS, Segments, check_region, cut_region, segment
 from executors.docs import AudioDoc, ChunkDoc, item_errors
 
 
@@ -50,6 +50,11 @@ class AudioSegmenter(Executor):
         for doc in docs:
             doc.decode_again = None  # set here only: a client cannot have the encoder read files
             with item_errors(doc, self.logger):
+                if doc.start is not None or doc.end is not None:
+                    raise InvalidInputError(
+                        f"{doc.uri}: start/end choose the part of a query to search with; "
+                        "/index stores whole files: leave them out"
+                    )
                 if doc.audio_base64 is not None:
                     doc.audio_base64 = None
                     raise InvalidInputError(
@@ -63,10 +68,12 @@ class AudioSegmenter(Executor):
 
     @requests(on="/search")
     def segment_queries(self, docs: DocList[AudioDoc], **kwargs) -> DocList[AudioDoc]:
-        """Decode and window each query, given as a file path or as base64 audio bytes."""
+        """Decode and window each query, given as a file path or as base64 audio bytes; with
+        ``start``/``end``, only that region of it (chunk times stay in the file's time)."""
         for doc in docs:
             doc.decode_again = None  # see segment_files
             with item_errors(doc, self.logger):
+                check_region(doc.start, doc.end)
                 if doc.clip_id is not None:  # like an indexed clip: its stored chunks are used
                     continue
                 if doc.audio_base64 is not None:  # uri, if any, only names it: never read
@@ -88,19 +95,29 @@ class AudioSegmenter(Executor):
             return self._segments(doc, source.path, source.uri)
 
     def _segments(self, doc: AudioDoc, audio: Path | bytes, label: str) -> Segments:
-        """Windows of ``audio`` (a path or a file's bytes), decoded up to ``max_seconds``; a
-        longer file's item gets a note saying what was left out."""
-        decoded = decode_audio(audio, max_seconds=self.policy.max_seconds, label=label)
-        if decoded.capped:
+        """Windows of ``audio`` (a path or a file's bytes), decoded up to ``max_seconds`` (or
+        the end of the item's region); a longer file's item gets a note saying what was left
+        out. With a region, the windows are the region's (looped when it is short)."""
+        region = check_region(doc.start, doc.end)
+        read_to = self.policy.max_seconds
+        if region is not None and region.end is not None:
+            read_to = min(read_to, region.end)
+        decoded = decode_audio(audio, max_seconds=read_to, label=label)
+        if decoded.capped and read_to == self.policy.max_seconds:
             doc.note = capped_note(self.policy.max_seconds, decoded.declared_seconds)
-        return segment(decoded.waveform, stride_seconds=self.stride_seconds)
+        waveform = decoded.waveform
+        if region is not None:
+            waveform = cut_region(waveform, region, label=label)
+        return segment(waveform, stride_seconds=self.stride_seconds)
 
     @staticmethod
     def _window(doc: AudioDoc, segments: Segments) -> None:
+        """Put the windows on ``doc``, timed in its file (a region's start added)."""
+        offset = doc.start or 0.0
         doc.tensor = segments.waveform
         doc.duration = segments.duration
         doc.chunks = DocList[ChunkDoc](
-            ChunkDoc(start=float(s), end=float(e))
+            ChunkDoc(start=float(s) + offset, end=float(e) + offset)
             for s, e in zip(segments.start_seconds, segments.end_seconds, strict=True)
         )
 

@@ -83,11 +83,12 @@ def test_search_prints_a_ranked_table(sfx_server, library, indexed):
     assert result.returncode == 0, result.stderr
     header, first = [line for line in result.stdout.splitlines() if "│" in line or "┃" in line][:2]
     assert [c.strip() for c in header.strip("┃").split("┃")] == [
-        "rank", "score", "matched segment", "query segment", "path",
+        "rank", "id", "score", "matched segment", "query segment", "path",
     ]  # fmt: skip
     cells = [c.strip() for c in first.strip("│").split("│")]
-    assert cells[0] == "1" and float(cells[1]) >= 0.99 and cells[4] == str(query)
-    assert cells[2].endswith(" s") and cells[3].endswith(" s")
+    assert cells[0] == "1" and cells[1].isdigit()  # the id --clip-id, --like and delete take
+    assert float(cells[2]) >= 0.99 and cells[5] == str(query)
+    assert cells[3].endswith(" s") and cells[4].endswith(" s")
 
 
 def test_search_json_sends_the_bytes_and_ranks_like_a_server_path(sfx_server, library, indexed):
@@ -138,7 +139,8 @@ def test_search_problems_are_reported_plainly(sfx_server, tmp_path):
         in (bad_limit.stderr)
     )
     neither = run_cli("search", "--url", sfx_server.url)
-    assert neither.returncode == 2 and "one of the arguments file --clip-id" in neither.stderr
+    assert neither.returncode == 2
+    assert "one of the arguments file --clip-id --like is required" in neither.stderr
 
 
 def test_every_command_has_help_with_an_example(capsys):
