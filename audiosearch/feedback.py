@@ -22,7 +22,6 @@ from audiosearch.errors import InvalidInputError
 __all__ = [
     "CANDIDATES",
     "MAX_JUDGED",
-    "JudgedHit",
     "Judgments",
     "best_pair_similarity",
     "check_judgments",
@@ -48,21 +47,6 @@ class Judgments:
 
     liked: tuple[int, ...] = ()
     disliked: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True)
-class JudgedHit:
-    """A clip ranked with judgments: its score, the matched segment and the query segment
-    (0-0 when the liked clips alone are the query), and ``judged`` (``"like"`` or None)."""
-
-    clip_id: int
-    uri: str
-    score: float
-    start: float
-    end: float
-    query_start: float
-    query_end: float
-    judged: str | None = None
 
 
 def check_judgments(like: Sequence[int], unlike: Sequence[int]) -> Judgments:

@@ -42,12 +42,12 @@ from audiosearch.feedback import (
     CANDIDATES,
     DISLIKE_SEED,
     SPREAD_WEIGHT,
-    JudgedHit,
     Judgments,
     best_pair_similarity,
     spread,
 )
 from audiosearch.paths import same_content
+from audiosearch.rank import ChunkHit, ClipMatch
 
 #: Row storage types by the name ``flow.yml`` uses, and their files' suffixes.
 ROW_TYPES = {"float32": (np.float32, "f32"), "float16": (np.float16, "f16")}
@@ -123,17 +123,6 @@ class StoredClip:
     ends: np.ndarray
     vectors: np.ndarray
     encoder: str
-
-
-@dataclass(frozen=True)
-class ChunkHit:
-    """The best-matching chunk of one indexed clip for one query vector."""
-
-    clip_id: int
-    uri: str
-    score: float
-    start: float
-    end: float
 
 
 @dataclass(frozen=True)
@@ -734,7 +723,7 @@ class ChunkIndex:
         exclude: int | None = None,
         where: ClipFilter | None = None,
         expand: bool = False,
-    ) -> list[JudgedHit]:
+    ) -> list[ClipMatch]:
         """The clips ranked for ``queries`` (chunk vectors, timed by ``query_times``; may be
         empty: "more like these") refined by the user's judgments (:mod:`audiosearch.feedback`).
 
@@ -856,7 +845,7 @@ class ChunkIndex:
     def _judged_hit(
         self, seg: int, score: float, queries: np.ndarray, query_times: np.ndarray,
         judged: str | None = None,
-    ) -> JudgedHit:  # fmt: skip
+    ) -> ClipMatch:  # fmt: skip
         """Segment ``seg`` as a hit: its best row for its best query chunk (its first row when
         there is no query)."""
         rows = self._rows_of(seg)
@@ -870,7 +859,7 @@ class ChunkIndex:
             row = rows[0]
         clip_id = int(self._ids[self._seg_clip[seg]])
         start, end = self._times[row]
-        return JudgedHit(clip_id, self._uri_of[clip_id], score, float(start), float(end),
+        return ClipMatch(clip_id, self._uri_of[clip_id], score, float(start), float(end),
                          float(query_start), float(query_end), judged)  # fmt: skip
 
     def _tops(

@@ -8,10 +8,20 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from audiosearch.errors import InvalidInputError
-from audiosearch.index import ChunkHit
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class ChunkHit:
+    """The best-matching chunk of one indexed clip for one query vector."""
+
+    clip_id: int
+    uri: str
+    score: float
+    start: float
+    end: float
 
 
 @dataclass(frozen=True)
@@ -25,7 +35,8 @@ class QueryChunkHits:
 
 @dataclass(frozen=True)
 class ClipMatch:
-    """A ranked clip: its best score, the matched segment in it and the query segment."""
+    """A ranked clip: its score, the matched segment in it and the query segment (0-0 when
+    liked clips alone were the query), and ``judged`` (``"like"`` for a clip the user liked)."""
 
     clip_id: int
     uri: str
@@ -34,6 +45,7 @@ class ClipMatch:
     end: float
     query_start: float
     query_end: float
+    judged: str | None = None
 
 
 def check_limit(limit: object) -> int:

@@ -11,10 +11,11 @@ from jina import Executor, requests
 from audiosearch.audio import SAMPLE_RATE, load_audio
 from audiosearch.duplicates import find_duplicates
 from audiosearch.errors import AudioSearchError, InvalidInputError
-from audiosearch.index import ChunkHit, check_min_score
+from audiosearch.index import check_min_score
 from audiosearch.paths import ReadPolicy, readable_file
 from audiosearch.rank import (
     DEFAULT_STRATEGY,
+    ChunkHit,
     ClipMatch,
     QueryChunkHits,
     check_flag,
@@ -61,13 +62,12 @@ class Ranker(Executor):
                             "duplicates=true finds copies of one query: send it without "
                             "like/unlike or liked items"
                         )
-                    ranked = [ClipMatch(**m.dict(exclude={"id", "judged"})) for m in doc.matches]
-                    judged = {m.clip_id: m.judged for m in doc.matches}
+                    ranked = [ClipMatch(**m.dict(exclude={"id"})) for m in doc.matches]
                 else:
-                    ranked, judged = self._ranked(doc, parameters, duplicates), {}
+                    ranked = self._ranked(doc, parameters, duplicates)
                 min_score = check_min_score(parameters.get("min_score"))
                 doc.matches = DocList[ClipMatchDoc](
-                    ClipMatchDoc(**vars(m), judged=judged.get(m.clip_id))
+                    ClipMatchDoc(**vars(m))
                     for m in ranked
                     if min_score is None or m.score >= min_score
                 )

@@ -5,10 +5,10 @@ import pytest
 import yaml
 
 from audiosearch.errors import InvalidInputError
-from audiosearch.index import ChunkHit
 from audiosearch.rank import (
     DEFAULT_STRATEGY,
     STRATEGIES,
+    ChunkHit,
     QueryChunkHits,
     check_flag,
     check_limit,
