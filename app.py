@@ -27,6 +27,8 @@ from typing import Any
 import httpx
 import yaml
 
+from audiosearch.rank import DEFAULT_LIMIT
+
 ROOT = Path(__file__).resolve().parent
 FLOW_YML = ROOT / "flow.yml"
 #: The API key the service requires (if set where it runs) and that the commands send.
@@ -195,7 +197,8 @@ def skip_unchanged(url: str, files: Sequence[Path]) -> tuple[list[dict], list[Pa
     unchanged: list[dict] = []
     todo: list[Path] = []
     try:
-        for batch in batched(files, 256):  # the gateway's max_docs
+        per_request = flow_config()["gateway"]["uses_with"]["max_docs"]
+        for batch in batched(files, per_request):
             for path, doc in zip(batch, post(url, "clips", [{"uri": str(p)} for p in batch]),
                                  strict=True):  # fmt: skip
                 stored = doc.get("fingerprint")
@@ -612,7 +615,9 @@ def parser() -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = top.add_subparsers(dest="command", required=True)
-    default_url = base_url(flow_config())
+    flow = flow_config()
+    default_url = base_url(flow)
+    read_policy = flow["gateway"]["uses_with"]["read_policy"]
 
     def command(name: str, help: str, example: str) -> argparse.ArgumentParser:
         return commands.add_parser(
@@ -637,7 +642,9 @@ def parser() -> argparse.ArgumentParser:
         help="also read clients' audio files under DIR (repeatable; flow.yml: toy-data, data)",
     )  # fmt: skip
     commands.choices["serve"].add_argument(
-        "--max-seconds", type=float, help="decode only this much of each file (flow.yml: 600)"
+        "--max-seconds",
+        type=float,
+        help=f"decode only this much of each file (flow.yml: {read_policy['max_seconds']:g})",
     )
     commands.choices["serve"].add_argument(
         "--shards", type=int, help="indexer shards; keep the number an index was built with (1)"
@@ -689,7 +696,9 @@ def parser() -> argparse.ArgumentParser:
         "--server-path", action="store_true",
         help="send FILE's path for the service to read instead of its bytes (same machine)",
     )  # fmt: skip
-    search.add_argument("--limit", type=int, default=10, help="how many clips to show")
+    search.add_argument(
+        "--limit", type=int, default=DEFAULT_LIMIT, help=f"how many clips to show ({DEFAULT_LIMIT})"
+    )
     search.add_argument("--min-score", type=float, help="leave out clips scoring less (-1..1)")
     search.add_argument("--min-duration", type=float, help="shortest clip to show, seconds")
     search.add_argument("--max-duration", type=float, help="longest clip to show, seconds")

@@ -14,6 +14,7 @@ from audiosearch.errors import AudioSearchError, InvalidInputError
 from audiosearch.index import check_min_score
 from audiosearch.paths import ReadPolicy, readable_file
 from audiosearch.rank import (
+    DEFAULT_LIMIT,
     DEFAULT_STRATEGY,
     ChunkHit,
     ClipMatch,
@@ -89,7 +90,7 @@ class Ranker(Executor):
         ranked = rank_clips(
             chunks,
             strategy=parameters.get("strategy", self.strategy),
-            limit=check_limit(parameters.get("limit", 10)),
+            limit=check_limit(parameters.get("limit", DEFAULT_LIMIT)),
             exclude=doc.clip_id,  # "more like this": not the clip itself
         )
         if not duplicates:
