@@ -235,14 +235,15 @@ class SimpleIndexer(Executor):
             raise InvalidInputError(
                 "nothing to search with: send a query, or like at least one clip"
             )
-        encoder = doc.encoder or next((e.encoder for e in examples), None) or self.index.encoder
-        dim = self.index.dim or 0
-        queries = np.array([np.asarray(c.embedding) for c in doc.chunks]).reshape(-1, dim)
-        times = np.array([(c.start, c.end) for c in doc.chunks]).reshape(-1, 2)
+        vectors = [np.asarray(c.embedding) for c in doc.chunks]
+        width = len(vectors[0]) if vectors else (self.index.dim or 0)  # none: more like these
         hits = self.index.search_judged(
-            queries, times, judgments=judgments,
+            np.array(vectors, dtype=np.float32).reshape(len(vectors), width),
+            np.array([(c.start, c.end) for c in doc.chunks]).reshape(len(vectors), 2),
+            judgments=judgments,
             liked_audio=[np.stack([np.asarray(c.embedding) for c in e.chunks]) for e in examples],
-            limit=limit, encoder=encoder or "", exclude=doc.clip_id, where=where, expand=expand,
+            limit=limit, encoder=doc.encoder or next((e.encoder for e in examples), ""),
+            exclude=doc.clip_id, where=where, expand=expand,
         )  # fmt: skip
         doc.chunks = DocList[ChunkDoc]()
         doc.matches = DocList[ClipMatchDoc](ClipMatchDoc(**vars(h)) for h in hits)

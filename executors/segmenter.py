@@ -73,8 +73,7 @@ class AudioSegmenter(Executor):
         for doc in docs:
             doc.decode_again = None  # see segment_files
             with item_errors(doc, self.logger):
-                check_region(doc.start, doc.end)
-                if doc.clip_id is not None:  # like an indexed clip: its stored chunks are used
+                if doc.clip_id is not None:  # like an indexed clip: the indexer reads its chunks
                     continue
                 if doc.audio_base64 is not None:  # uri, if any, only names it: never read
                     label = f"uploaded audio {doc.uri!r}" if doc.uri else "uploaded audio"
