@@ -504,9 +504,9 @@ def print_clips(docs: list[dict], *, title: str) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> None:
+    from audiosearch.encoders.model_files import download_model_files, find_vggish_files
+    from audiosearch.encoders.vggish import smoke_test
     from audiosearch.errors import ModelFileError
-    from audiosearch.model_files import download_model_files, find_vggish_files
-    from audiosearch.vggish import smoke_test
 
     models_dir = Path(args.models_dir)
     try:

@@ -24,10 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from audiosearch.audio import load_audio  # noqa: E402
+from audiosearch.audio.segment import segment  # noqa: E402
 from audiosearch.duplicates import MIN_CORRELATION, align, spectral_frames  # noqa: E402
-from audiosearch.encoder import load_encoder  # noqa: E402
+from audiosearch.encoders import load_encoder  # noqa: E402
 from audiosearch.index import normalize_rows  # noqa: E402
-from audiosearch.segment import segment  # noqa: E402
 from tests.conftest import toy_clips  # noqa: E402
 from tests.test_duplicates import VARIANTS, make_variant  # noqa: E402
 

@@ -70,6 +70,7 @@ import quality  # noqa: E402  (the set, AP, nDCG and the bootstrap of bench/qual
 from table import print_table  # noqa: E402
 
 from audiosearch.audio import SAMPLE_RATE, load_audio  # noqa: E402
+from audiosearch.audio.segment import ALIGN_SAMPLES, STRIDE_SECONDS, WINDOW_SECONDS, segment  # noqa: E402
 from audiosearch.feedback import (  # noqa: E402
     ALPHA,
     CANDIDATES,
@@ -81,7 +82,6 @@ from audiosearch.feedback import (  # noqa: E402
 )
 from audiosearch.index import ChunkIndex, ClipToAdd, normalize_rows  # noqa: E402
 from audiosearch.rank import QueryChunkHits, rank_clips  # noqa: E402
-from audiosearch.segment import ALIGN_SAMPLES, STRIDE_SECONDS, WINDOW_SECONDS, segment  # noqa: E402
 
 CACHE = BENCH / "data" / "feedback_vectors.npz"
 #: The "region query": the loudest stretch of this many seconds of a query.
@@ -127,7 +127,7 @@ def loudest(waveform: np.ndarray, seconds: float = REGION_SECONDS) -> np.ndarray
 
 def cache_key(data: Path) -> str:
     """Changes when the set, the encoder's weights or the windowing change."""
-    from audiosearch.sfx import CHECKPOINT_SHA256
+    from audiosearch.encoders.sfx import CHECKPOINT_SHA256
 
     digest = hashlib.sha256((data / "manifest.csv").read_bytes())
     digest.update(
@@ -145,7 +145,7 @@ def embed_set(data: Path, cache: Path = CACHE) -> Vectors:
                 return Vectors(**{name: stored[name] for name in Vectors.__dataclass_fields__})
     import torch
 
-    from audiosearch.encoder import load_encoder
+    from audiosearch.encoders import load_encoder
 
     torch.set_num_threads(1)  # a benchmark beside a test run on a small machine
     encoder, _ = load_encoder("sfx")

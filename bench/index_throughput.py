@@ -136,8 +136,8 @@ def load_vggish_reference(models_dir: Path) -> Callable[[np.ndarray], np.ndarray
     from torchvggish import vggish_input
     from torchvggish.torchvggish import _vgg
 
-    from audiosearch.model_files import find_vggish_files
-    from audiosearch.vggish import load_pca_params, pca_project
+    from audiosearch.encoders.model_files import find_vggish_files
+    from audiosearch.encoders.vggish import load_pca_params, pca_project
 
     weights, pca = find_vggish_files(models_dir)
     network = _vgg(postprocess=False)
@@ -160,8 +160,8 @@ def index_per_chunk(
 ) -> float:  # fmt: skip
     """(a): decode a file, embed its chunks one by one, store it; the audio seconds."""
     from audiosearch.audio import load_audio
+    from audiosearch.audio.segment import segment
     from audiosearch.index import ChunkIndex
-    from audiosearch.segment import segment
 
     seconds = 0.0
     with ChunkIndex(workspace) as index:
@@ -177,8 +177,8 @@ def index_batched(encoder, files: Sequence[Path], workspace: Path, identity: str
     """(b): decode the next files in a thread while ``embed_batch`` runs; the audio seconds."""
     from app import batched
     from audiosearch.audio import load_audio
+    from audiosearch.audio.segment import segment
     from audiosearch.index import ChunkIndex
-    from audiosearch.segment import segment
 
     def decode(paths: Sequence[Path]) -> list:
         return [segment(load_audio(p, max_seconds=LONG_FILE_SECONDS)) for p in paths]
@@ -207,7 +207,7 @@ def to_add(path: Path, cut, vectors: np.ndarray):
 
 def child(spec: dict) -> None:
     """Run (a) or (b) as ``spec`` says and print the audio seconds and the wall time."""
-    from audiosearch.encoder import load_encoder
+    from audiosearch.encoders import load_encoder
 
     files, workspace = [Path(p) for p in spec["files"]], Path(spec["workspace"])
     if spec["path"] == "a" and spec["encoder"] == "vggish":

@@ -14,9 +14,9 @@ Figures are given for all queries and, for mAP, for short (3-7 s) and long (8-14
 
 In the same run, as references: the seeds' method (MFCC-13 mean per file, cosine) and VGGish's
 log-mel front end (mean and std per file, no network), computed here with librosa and
-``audiosearch.vggish``. With ``--index-options``, a change the service does not have, computed
-here with its own segmenter, encoder, ``ChunkIndex`` and rankers (marked * in the table): chunk
-vectors standardised by the index's per-dimension mean and std.
+``audiosearch.encoders.vggish``. With ``--index-options``, a change the service does not have,
+computed here with its own segmenter, encoder, ``ChunkIndex`` and rankers (marked * in the
+table): chunk vectors standardised by the index's per-dimension mean and std.
 """
 
 from __future__ import annotations
@@ -38,12 +38,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.conftest starts and stops the service
 
 from audiosearch.audio import SAMPLE_RATE, load_audio  # noqa: E402
-from audiosearch.encoder import load_encoder  # noqa: E402
+from audiosearch.audio.segment import segment  # noqa: E402
+from audiosearch.encoders import load_encoder  # noqa: E402
+from audiosearch.encoders.vggish import log_mel_spectrogram  # noqa: E402
 from audiosearch.errors import ModelFileError  # noqa: E402
 from audiosearch.index import ChunkIndex, ClipToAdd, normalize_rows  # noqa: E402
 from audiosearch.rank import MAX_LIMIT, STRATEGIES, QueryChunkHits, rank_clips  # noqa: E402
-from audiosearch.segment import segment  # noqa: E402
-from audiosearch.vggish import log_mel_spectrogram  # noqa: E402
 from tests.conftest import start_server  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data" / "quality"

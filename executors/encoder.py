@@ -9,7 +9,7 @@ from docarray import DocList
 from jina import Executor, requests
 
 from audiosearch.audio import SAMPLE_RATE, load_audio
-from audiosearch.encoder import load_encoder
+from audiosearch.encoders import load_encoder
 from audiosearch.errors import InvalidInputError
 from audiosearch.paths import ReadPolicy, readable_file
 from executors.docs import AudioDoc, item_errors

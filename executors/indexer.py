@@ -15,6 +15,7 @@ import numpy as np
 from docarray import DocList
 from jina import Executor, requests
 
+from audiosearch.audio.segment import check_region, windows_in_region
 from audiosearch.errors import AudioSearchError, InvalidInputError
 from audiosearch.feedback import Judgments, check_judgments
 from audiosearch.index import (
@@ -31,7 +32,6 @@ from audiosearch.index import (
 from audiosearch.params import check_clip_ids
 from audiosearch.paths import is_http_uri
 from audiosearch.rank import DEFAULT_LIMIT, check_flag, check_limit
-from audiosearch.segment import check_region, windows_in_region
 from executors.docs import AudioDoc, ChunkDoc, ClipMatchDoc, fail, item_errors
 
 #: Clips per /list page unless the request says otherwise.

@@ -10,9 +10,9 @@ from docarray import DocList
 from jina import Executor, requests
 
 from audiosearch.audio import decode_audio
+from audiosearch.audio.segment import STRIDE_SECONDS, Segments, check_region, cut_region, segment
 from audiosearch.errors import InvalidInputError
 from audiosearch.paths import MAX_SECONDS, ReadPolicy, is_http_uri, open_audio_source
-from audiosearch.segment import STRIDE_SECONDS, Segments, check_region, cut_region, segment
 from executors.docs import AudioDoc, ChunkDoc, item_errors
 
 

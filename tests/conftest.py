@@ -20,7 +20,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from audiosearch.vggish import VGGishEncoder, VGGishNetwork
+from audiosearch.encoders.vggish import VGGishEncoder, VGGishNetwork
 
 ROOT = Path(__file__).resolve().parent.parent
 TOY_DATA = ROOT / "toy-data"

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiosearch import audio as audio_module
 from audiosearch.audio import SAMPLE_RATE, decode_audio, load_audio
+from audiosearch.audio import decode as audio_module
 from audiosearch.errors import AudioDecodeError
 from tests.conftest import TOY_DATA, toy_clips, write_tone
 

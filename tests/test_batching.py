@@ -20,9 +20,9 @@ import torch
 from docarray import DocList
 
 from audiosearch.audio import SAMPLE_RATE, load_audio
-from audiosearch.encoder import Encoder
-from audiosearch.segment import Segments, segment
-from audiosearch.sfx import MODEL_RATE, SfxEncoder
+from audiosearch.audio.segment import Segments, segment
+from audiosearch.encoders import Encoder
+from audiosearch.encoders.sfx import MODEL_RATE, SfxEncoder
 from executors.docs import AudioDoc, ChunkDoc
 from tests.conftest import GeneratedVGGish, Server, toy_clips
 

@@ -14,9 +14,15 @@ from docarray import DocList
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from audiosearch.audio import BLOCK_FRAMES, MIN_SECONDS, SAMPLE_RATE, _MonoCollector, load_audio
+from audiosearch.audio.decode import (
+    BLOCK_FRAMES,
+    MIN_SECONDS,
+    SAMPLE_RATE,
+    _MonoCollector,
+    load_audio,
+)
+from audiosearch.audio.segment import ALIGN_SAMPLES, segment
 from audiosearch.errors import AudioDecodeError
-from audiosearch.segment import ALIGN_SAMPLES, segment
 from executors.docs import AudioDoc
 from executors.http_guard import Rejected, check_flow_request
 from executors.segmenter import AudioSegmenter

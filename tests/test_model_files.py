@@ -1,4 +1,4 @@
-"""Model file checks, loading and download (audiosearch.model_files), with generated files only."""
+"""Model file checks, loading and download (audiosearch.encoders.model_files), generated files."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from audiosearch.errors import InvalidInputError, ModelFileError
-from audiosearch.model_files import (
+from audiosearch.encoders.model_files import (
     DOWNLOAD_COMMAND,
     RELEASE_URL,
     VGGISH_FILES,
@@ -26,6 +25,7 @@ from audiosearch.model_files import (
     sha256_prefix_from_name,
     verify_model_file,
 )
+from audiosearch.errors import InvalidInputError, ModelFileError
 
 # Nothing listens on the discard port of the loopback interface.
 UNREACHABLE = "http://127.0.0.1:9/x"

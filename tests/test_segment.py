@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from audiosearch.audio import SAMPLE_RATE, load_audio
-from audiosearch.segment import segment, window_starts
+from audiosearch.audio.segment import segment, window_starts
 from tests.conftest import TOY_DATA
 
 

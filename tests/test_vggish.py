@@ -1,4 +1,4 @@
-"""VGGish front-end, network, postprocessing and encoder (audiosearch.vggish).
+"""VGGish front-end, network, postprocessing and encoder (audiosearch.encoders.vggish).
 
 The real weights are not available to the tests. The front-end is checked against the issue's
 reference figures, an independent implementation written here from the published formulas, and
@@ -19,9 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from audiosearch.encoder import Encoder
-from audiosearch.errors import InvalidInputError, ModelFileError
-from audiosearch.vggish import (
+from audiosearch.encoders import Encoder
+from audiosearch.encoders.vggish import (
     PCA_STATE_SHAPES,
     VGGISH_NUM_PARAMETERS,
     VGGISH_STATE_SHAPES,
@@ -39,6 +38,7 @@ from audiosearch.vggish import (
     waveform_to_examples,
     window_examples,
 )
+from audiosearch.errors import InvalidInputError, ModelFileError
 from tests.conftest import GeneratedVGGish as Generated
 from tests.conftest import save_named
 

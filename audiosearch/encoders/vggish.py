@@ -4,17 +4,22 @@ Reference: tensorflow/models ``research/audioset/vggish`` (``mel_features.py``,
 ``vggish_input.py``, ``vggish_postprocess.py``) and its PyTorch port torchvggish 0.2, whose
 released checkpoints this module loads unchanged (same state-dict keys and shapes).
 
-Front-end choice, measured on a 60 s noise waveform (2-core development VM, best of 5 runs):
-numpy float64 (this module) 32-45 ms, equal to the reference up to the float32 rounding of its
-output (2e-7); torch float64 43 ms; torch float32 13 ms, but up to 4.3e-4 away from the
-reference on the 1 kHz smoke-test tone. Quiet mel bands sit near the 0.01 log offset, where
-float32 FFT round-off from the loud bin shows. The front-end costs under 1 ms per second of
-audio, about 1 % of the network's time, so exactness wins. It works in blocks of frames so that
-an hour of audio never builds a gigabyte-sized STFT.
+Why this module follows torchvggish without importing it: each part of it differs where this
+service needs something else. Its network always applies a ReLU after the last layer, which
+Google's VGGish dropped (see :class:`VGGishNetwork`); its ``Postprocessor`` downloads the PCA file
+from GitHub when it is built (no offline start, no checksum) and rounds where Google's code
+truncates; its front-end takes the STFT of a whole input at once, where this one works in blocks
+and slices one log-mel for all the overlapping windows of a file. And importing any part runs its
+package ``__init__``, which loads resampy and numba (with its LLVM library, tens of MB resident)
+into the encoder process. torchvggish stays a development requirement: the tests and
+``bench/index_throughput.py`` compare this module with it.
 
-Network cost (random weights, batches of 64 examples): 0.18 CPU-seconds per 4 s window on one
-thread, about 5.5 windows per second per core. On the shared 2-core VM the wall rate was 2.6 to
-5 windows per second.
+Front-end: numpy float64, as the reference, equal to it up to the float32 rounding of the output
+(2e-7). A torch float32 front-end runs about 3x faster but strays up to 4.3e-4 from the reference
+on the 1 kHz smoke-test tone: quiet mel bands sit near the 0.01 log offset, where float32 FFT
+round-off from the loud bin shows. The front-end takes about 1 % of the network's time, so
+exactness wins. It works in blocks of frames so that an hour of audio never builds a
+gigabyte-sized STFT.
 """
 
 from __future__ import annotations
@@ -28,15 +33,37 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from torch import nn
 
-from audiosearch.encoder import Clip, Piece, embed_pieces, split_rows
-from audiosearch.errors import InvalidInputError
-from audiosearch.model_files import (
+from audiosearch.encoders.base import WINDOW_SAMPLES, Clip, Piece, embed_pieces, split_rows
+from audiosearch.encoders.model_files import (
     VGGISH_PCA_PARAMS,
     VGGISH_WEIGHTS,
     ShapeSpec,
     load_checkpoint,
     verify_model_file,
 )
+from audiosearch.errors import InvalidInputError
+
+__all__ = [
+    "EMBEDDING_DIM",
+    "PCA_STATE_SHAPES",
+    "SMOKE_EXPECTED",
+    "VGGISH_NUM_PARAMETERS",
+    "VGGISH_STATE_SHAPES",
+    "VGGishEncoder",
+    "VGGishNetwork",
+    "dequantize",
+    "load_pca_params",
+    "log_mel_spectrogram",
+    "mel_matrix",
+    "num_frames",
+    "pca_project",
+    "postprocess",
+    "quantize",
+    "smoke_test",
+    "to_float_waveform",
+    "waveform_to_examples",
+    "window_examples",
+]
 
 # --- Reference constants (vggish_params.py) -----------------------------------------------
 SAMPLE_RATE = 16000
@@ -52,8 +79,7 @@ EMBEDDING_SIZE = 128
 QUANTIZE_MIN = -2.0
 QUANTIZE_MAX = 2.0
 
-# --- This service's windows -------------------------------------------------------------------
-WINDOW_SAMPLES = 64_000  # 4 s: 398 frames, exactly 4 examples
+# --- This service's windows: WINDOW_SAMPLES (4 s) give 398 frames, exactly 4 examples ----------
 EXAMPLES_PER_WINDOW = 4
 WINDOW_FRAMES = EXAMPLES_PER_WINDOW * EXAMPLE_FRAMES
 EMBEDDING_DIM = EXAMPLES_PER_WINDOW * EMBEDDING_SIZE  # 512
@@ -283,6 +309,7 @@ class VGGishNetwork(nn.Module):
     ``final_relu``: TF's VGGish dropped the ReLU after the last layer in Aug 2020 and its smoke
     test figures assume that; torchvggish 0.2 still applies it (harritaylor/torchvggish#24).
     Default False matches TF. The ReLU has no parameters, so either setting loads the same file.
+    The encoder's ``version`` names the setting, so an index never mixes the two.
     """
 
     def __init__(self, final_relu: bool = False) -> None:
@@ -304,7 +331,6 @@ class VGGishNetwork(nn.Module):
             nn.Linear(4096, EMBEDDING_SIZE),
             _relu() if final_relu else nn.Identity(),
         )
-        self.final_relu = final_relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Embed ``[B, 1, 96, 64]`` examples into ``[B, 128]``."""
@@ -325,8 +351,8 @@ def _network_from_state(state: dict[str, torch.Tensor], final_relu: bool) -> VGG
     with torch.device("meta"):  # skip a pointless random init of 72 M parameters
         network = VGGishNetwork(final_relu=final_relu)
     network.load_state_dict(state, strict=True, assign=True)
-    # oneDNN's convolutions run 1.5x faster on channels-last tensors here (56 against 37
-    # examples/s on 2 cores, with in-place ReLUs); the values agree to 2e-8.
+    # oneDNN's convolutions run about 1.5x faster on channels-last tensors (with in-place
+    # ReLUs); the values agree to 2e-8.
     return network.eval().to(memory_format=torch.channels_last)
 
 
@@ -334,17 +360,6 @@ def _pca_from_state(state: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndar
     eigen_vectors = state["pca_eigen_vectors"].to(torch.float64).numpy()
     means = state["pca_means"].to(torch.float64).reshape(-1).numpy()
     return eigen_vectors, means
-
-
-def load_vggish_network(path: Path, *, final_relu: bool = False) -> VGGishNetwork:
-    """Verify and load a VGGish checkpoint into an eval-mode :class:`VGGishNetwork`.
-
-    The checksum is the file name's (see :mod:`audiosearch.model_files`). Raises
-    ModelFileError (one line, naming the file) if it is missing, corrupt, or has wrong keys or
-    shapes.
-    """
-    verify_model_file(path)
-    return _network_from_state(load_checkpoint(path, VGGISH_STATE_SHAPES), final_relu)
 
 
 def load_pca_params(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -365,8 +380,7 @@ def pca_project(raw: np.ndarray, eigen_vectors: np.ndarray, means: np.ndarray) -
 def quantize(projected: np.ndarray) -> np.ndarray:
     """Clip to [-2, 2] and map to 0..255 uint8, truncating as ``vggish_postprocess`` does.
 
-    (torchvggish rounds instead; TF's ``astype(np.uint8)`` truncates, and TF's smoke-test
-    figures were measured with that.)
+    (TF's ``astype(np.uint8)`` truncates, and TF's smoke-test figures were measured with that.)
     """
     clipped = np.clip(np.asarray(projected, dtype=np.float64), QUANTIZE_MIN, QUANTIZE_MAX)
     scaled = (clipped - QUANTIZE_MIN) * (255.0 / (QUANTIZE_MAX - QUANTIZE_MIN))
@@ -390,7 +404,7 @@ def postprocess(raw: np.ndarray, eigen_vectors: np.ndarray, means: np.ndarray) -
 
 
 class VGGishEncoder:
-    """VGGish as an :class:`audiosearch.encoder.Encoder`: one 512-d vector per 4 s window.
+    """VGGish as an :class:`~audiosearch.encoders.base.Encoder`: one 512-d vector per 4 s window.
 
     Each window yields 4 consecutive 0.96 s examples; their 128-d embeddings are concatenated in
     time order. What is returned per example is the PCA-projected, mean-centred float embedding
@@ -422,7 +436,6 @@ class VGGishEncoder:
             raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}")
         models_dir = Path(models_dir)
         weights_path, pca_path = models_dir / weights_file, models_dir / pca_file
-        self.final_relu = final_relu
         self.batch_size = batch_size
         self.device = torch.device(device)
         # Check both files before the slow load: a missing PCA file must fail just as early.

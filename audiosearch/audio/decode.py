@@ -29,6 +29,16 @@ import soxr
 
 from audiosearch.errors import AudioDecodeError
 
+__all__ = [
+    "BLOCK_FRAMES",
+    "MIN_SECONDS",
+    "SAMPLE_RATE",
+    "SILENCE_PEAK",
+    "DecodedAudio",
+    "decode_audio",
+    "load_audio",
+]
+
 #: Every waveform inside the service is mono at this rate (VGGish's rate).
 SAMPLE_RATE = 16_000
 #: Shorter clips carry too little sound to describe; they are refused rather than looped 40 times.
@@ -145,15 +155,29 @@ def decode_audio(
     except sf.LibsndfileError:
         mono, declared = _read_ffmpeg(opened(), collector, label)
     if not mono.capped and declared:
-        # libsndfile's frame count is the header's (MP3: its Xing/Info header or an estimate);
-        # FFmpeg's is the stream's or container's duration.
-        missing = declared - mono.seconds
-        if missing > max(TRUNCATED_SHARE * declared, TRUNCATED_MIN_SECONDS):
-            raise AudioDecodeError(
-                f"{label}: is truncated: its header declares {declared:.1f} s but the audio "
-                f"stops after {mono.seconds:.1f} s; copy or download the file again"
-            )
+        _refuse_short_audio(declared, mono.seconds, label)
     waveform = mono.waveform()
+    _refuse_too_little_sound(waveform, sample_rate, min_seconds, label)
+    return DecodedAudio(waveform, mono.capped, declared)
+
+
+def _refuse_short_audio(declared: float, decoded: float, label: str) -> None:
+    """Refuse audio that stops well before the length (s) its header or container declares.
+
+    libsndfile's frame count is the header's (MP3: its Xing/Info header or an estimate);
+    FFmpeg's is the stream's or container's duration.
+    """
+    if declared - decoded > max(TRUNCATED_SHARE * declared, TRUNCATED_MIN_SECONDS):
+        raise AudioDecodeError(
+            f"{label}: is truncated: its header declares {declared:.1f} s but the audio "
+            f"stops after {decoded:.1f} s; copy or download the file again"
+        )
+
+
+def _refuse_too_little_sound(
+    waveform: np.ndarray, sample_rate: int, min_seconds: float, label: str
+) -> None:
+    """Refuse a waveform shorter than ``min_seconds``, or silent."""
     duration = waveform.size / sample_rate
     if duration < min_seconds:
         raise AudioDecodeError(
@@ -165,7 +189,6 @@ def decode_audio(
         raise AudioDecodeError(
             f"{label}: is silent (peak below -100 dBFS); there is nothing to index or search for"
         )
-    return DecodedAudio(waveform, mono.capped, declared)
 
 
 def _refuse_implausible_header(native_rate: int, channels: int, label: str) -> None:

@@ -6,9 +6,8 @@ own checksum, so any checkpoint (the official release or one a test generates an
 ``vggish-<its own prefix>.pth``) goes through exactly the same verification code. For the official
 file names the full digest is known where we could find it, and then the whole digest is compared.
 
-Hashing the 288 MB weights file takes about 0.25 s on the development machine (SHA-NI, file in the
-page cache; the following ``torch.load`` reads it anyway), so files are hashed on every load and no
-checksum cache is kept next to them.
+Hashing the 288 MB weights file costs a fraction of the ``torch.load`` that follows and reads it
+anyway, so files are hashed on every load and no checksum cache is kept next to them.
 """
 
 from __future__ import annotations
@@ -29,6 +28,23 @@ import numpy as np
 import torch
 
 from audiosearch.errors import InvalidInputError, ModelFileError
+
+__all__ = [
+    "DOWNLOAD_COMMAND",
+    "RELEASE_URL",
+    "VGGISH_FILES",
+    "VGGISH_PCA_PARAMS",
+    "VGGISH_WEIGHTS",
+    "ModelFile",
+    "ShapeSpec",
+    "download_model_files",
+    "expected_sha256",
+    "find_vggish_files",
+    "load_checkpoint",
+    "sha256_of_file",
+    "sha256_prefix_from_name",
+    "verify_model_file",
+]
 
 #: Where the torchvggish release keeps both files (GitHub redirects to its object storage).
 RELEASE_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1"

@@ -8,7 +8,6 @@ window goes through it at once and gives one 512-d vector.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Sequence
 from importlib.resources import files
 from pathlib import Path
@@ -20,9 +19,11 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
 from audiosearch.audio import SAMPLE_RATE
-from audiosearch.encoder import Clip, Piece, embed_pieces, split_rows
+from audiosearch.encoders.base import WINDOW_SAMPLES, Clip, Piece, embed_pieces, split_rows
+from audiosearch.encoders.model_files import sha256_of_file
 from audiosearch.errors import ModelFileError
-from audiosearch.segment import WINDOW_SECONDS
+
+__all__ = ["CHECKPOINT_SHA256", "MODEL_RATE", "SfxEncoder", "checkpoint_path"]
 
 #: sha256 of ``aisfx/models/checkpoint.pth`` in aisfx 0.1.2.
 CHECKPOINT_SHA256 = "499ea75909c932a2f94c35fa722fa4fabc5bcb7e84917209cc5f7402627b7eb5"
@@ -37,7 +38,6 @@ N_MELS = 96
 LOG_SCALE_MAX = 9.457798957824707
 #: Peak normalisation floor: quieter windows are not blown up into noise.
 MIN_PEAK = 1e-3
-WINDOW_SAMPLES = round(WINDOW_SECONDS * SAMPLE_RATE)
 
 
 def checkpoint_path() -> Path:
@@ -46,7 +46,7 @@ def checkpoint_path() -> Path:
 
 
 class SfxEncoder:
-    """Encoder protocol implementation around the aisfx pretrained CNN."""
+    """The :class:`~audiosearch.encoders.base.Encoder` around the aisfx pretrained CNN."""
 
     name = "sfx"
     dim = 512
@@ -60,7 +60,7 @@ class SfxEncoder:
                 f"{path}: missing; install the sound-effects model with "
                 "'pip install --no-deps aisfx==0.1.2'"
             )
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = sha256_of_file(path)
         if digest != CHECKPOINT_SHA256:
             raise ModelFileError(
                 f"{path}: sha256 {digest[:12]}... is not aisfx 0.1.2's checkpoint "

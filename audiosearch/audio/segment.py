@@ -6,8 +6,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from audiosearch.audio import SAMPLE_RATE
+from audiosearch.audio.decode import SAMPLE_RATE
 from audiosearch.errors import InvalidInputError
+
+__all__ = [
+    "ALIGN_SAMPLES",
+    "STRIDE_SECONDS",
+    "WINDOW_SECONDS",
+    "Region",
+    "Segments",
+    "check_region",
+    "cut_region",
+    "segment",
+    "window_starts",
+    "windows_in_region",
+]
 
 WINDOW_SECONDS = 4.0
 STRIDE_SECONDS = 2.0
