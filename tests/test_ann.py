@@ -5,8 +5,8 @@ import shutil
 import numpy as np
 import pytest
 
-from audiosearch.ann import IvfCandidates
 from audiosearch.index import AnnSettings, ChunkIndex, ClipFilter, ClipToAdd
+from audiosearch.index.ann import IvfCandidates
 
 ENCODER = "test/1"
 DIM = 32

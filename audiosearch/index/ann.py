@@ -1,0 +1,202 @@
+"""Approximate nearest-neighbour candidates for large libraries: a faiss inverted-file index.
+
+The index partitions the chunk rows into ``nlist`` clusters (k-means) and keeps each row as an
+8-bit scalar-quantised code in its cluster's list (a quarter of the float32 size). A query
+scans the ``nprobe`` clusters nearest to it. It only proposes candidate rows: the caller scores
+them exactly against the stored vectors, so reported scores never carry quantisation error.
+Row numbers are the ids, so rows can be added and removed without rebuilding.
+
+:class:`AnnCache` keeps such an index in step with the vector file's live rows and saves it as
+``ann.<generation>.faiss``: a cache, brought up to date when it opens.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from audiosearch.index.layout import ClipRows, row_blocks
+
+__all__ = [
+    "TRAIN_POINTS_PER_LIST",
+    "AnnCache",
+    "AnnSettings",
+    "IvfCandidates",
+    "ann_path",
+    "list_count",
+]
+
+#: Training points per cluster: faiss wants at least 39; more buys little but costs time.
+TRAIN_POINTS_PER_LIST = 64
+
+
+def list_count(rows: int) -> int:
+    """The number of clusters for ``rows`` vectors: about their square root."""
+    return max(1, round(math.sqrt(rows)))
+
+
+class IvfCandidates:
+    """A faiss ``IndexIVFScalarQuantizer`` (inner product) keyed by row number."""
+
+    def __init__(self, index: faiss.IndexIVFScalarQuantizer, nprobe: int) -> None:
+        self.index = index
+        self.index.nprobe = min(nprobe, index.nlist)
+
+    @classmethod
+    def train(cls, sample: np.ndarray, *, nlist: int, nprobe: int) -> IvfCandidates:
+        """An empty index whose clusters and quantiser are fitted to ``sample`` (unit rows)."""
+        dim = sample.shape[1]
+        index = faiss.IndexIVFScalarQuantizer(
+            faiss.IndexFlatIP(dim),
+            dim,
+            nlist,
+            faiss.ScalarQuantizer.QT_8bit,
+            faiss.METRIC_INNER_PRODUCT,
+        )
+        index.cp.seed = 1234  # the same sample gives the same clusters
+        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+        return cls(index, nprobe)
+
+    @classmethod
+    def load(cls, path: Path, *, nprobe: int) -> IvfCandidates:
+        """The index saved at ``path``."""
+        return cls(faiss.read_index(str(path)), nprobe)  # already of its concrete class
+
+    def save(self, path: Path) -> None:
+        """Write to ``path`` atomically (a reader sees the old file or the new, never half)."""
+        partial = path.with_suffix(".partial")
+        faiss.write_index(self.index, str(partial))
+        with open(partial, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(partial, path)
+
+    @property
+    def nlist(self) -> int:
+        """How many clusters the rows are partitioned into."""
+        return self.index.nlist
+
+    def __len__(self) -> int:
+        return self.index.ntotal
+
+    def add(self, vectors: np.ndarray, rows: np.ndarray) -> None:
+        """Add unit ``vectors`` under their row numbers."""
+        self.index.add_with_ids(
+            np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(rows, dtype=np.int64)
+        )
+
+    def remove(self, rows: np.ndarray) -> None:
+        """Forget the given row numbers (absent ones are ignored)."""
+        if len(rows):
+            self.index.remove_ids(np.asarray(rows, dtype=np.int64))
+
+    def rows(self) -> np.ndarray:
+        """Every row number held, in no particular order."""
+        lists = self.index.invlists
+        held = [
+            faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+            for i in range(self.nlist)
+            if lists.list_size(i)
+        ]
+        return np.concatenate(held) if held else np.empty(0, dtype=np.int64)
+
+    def search(self, queries: np.ndarray, k: int) -> np.ndarray:
+        """The ``k`` candidate rows per query (best first; -1 pads when fewer exist)."""
+        _, rows = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        return rows
+
+
+@dataclass(frozen=True)
+class AnnSettings:
+    """When and how searches are answered approximately."""
+
+    #: Below this many chunks the exact search is fast enough and no ANN index is kept.
+    min_chunks: int = 100_000
+    #: Clusters scanned per query chunk: more is slower and finds more of the true neighbours.
+    nprobe: int = 16
+    #: Candidate chunks per requested clip, scored exactly, then collapsed to their clips.
+    candidates_per_clip: int = 16
+
+
+def ann_path(workspace: Path, generation: int) -> Path:
+    """Where the ANN index over generation ``generation``'s vector file is saved."""
+    return workspace / f"ann.{generation}.faiss"
+
+
+#: Reads stored rows (by row number) as float32 unit vectors.
+RowReader = Callable[[np.ndarray], np.ndarray]
+
+
+class AnnCache:
+    """The ANN index over the live rows, kept only when ``settings`` ask for one and the index
+    is large enough; :attr:`index` is None otherwise."""
+
+    def __init__(self, settings: AnnSettings | None) -> None:
+        self.settings = settings
+        self.index: IvfCandidates | None = None
+        #: Whether :attr:`index` differs from the saved file.
+        self.changed = False
+
+    def sync(self, path: Path, clips: ClipRows, read: RowReader) -> None:
+        """Build, load, retrain or drop the index as the settings and the live rows need."""
+        settings = self.settings
+        if settings is None or clips.chunk_count < settings.min_chunks:
+            self.index = None
+            return
+        alive = clips.alive_rows()
+        if self.index is None and path.exists():
+            self.index = IvfCandidates.load(path, nprobe=settings.nprobe)
+            held = self.index.rows()
+            self.index.remove(np.setdiff1d(held, alive))  # changed since it was saved
+            self.add_rows(np.setdiff1d(alive, held), read)
+        if self.index is None or len(alive) > 4 * self.index.nlist**2:
+            self._build(path, alive, read)
+
+    def _build(self, path: Path, alive: np.ndarray, read: RowReader) -> None:
+        """Fit clusters to a sample of the ``alive`` rows, then add them all."""
+        nlist = list_count(len(alive))
+        rng = np.random.default_rng(0)
+        size = min(len(alive), nlist * TRAIN_POINTS_PER_LIST)
+        sample = np.sort(rng.choice(alive, size, replace=False))
+        self.index = IvfCandidates.train(
+            read(sample),
+            nlist=nlist,
+            nprobe=self.settings.nprobe,  # type: ignore[union-attr]
+        )
+        self.add_rows(alive, read)
+        self.save(path)  # building takes a while; a restart should not have to repeat it
+
+    def add(self, vectors: np.ndarray, rows: np.ndarray) -> None:
+        """Add unit ``vectors`` under their row numbers (nothing without an index)."""
+        if self.index is not None:
+            self.index.add(vectors, rows)
+            self.changed = True
+
+    def add_rows(self, rows: np.ndarray, read: RowReader) -> None:
+        """Add stored ``rows``, a block at a time."""
+        for block in row_blocks(rows):
+            self.index.add(read(block), block)  # type: ignore[union-attr]
+        self.changed = True
+
+    def remove_clips(self, clips: ClipRows, clip_ids: Sequence[int]) -> None:
+        """Forget the rows of these clips (nothing without an index)."""
+        if self.index is not None:
+            self.index.remove(clips.rows_of(clip_ids))
+            self.changed = True
+
+    def renumber(self, clips: ClipRows, read: RowReader) -> None:
+        """After a compaction: the same clusters, the live rows added again."""
+        if self.index is not None:
+            self.index.index.reset()
+            self.add_rows(clips.alive_rows(), read)
+
+    def save(self, path: Path) -> None:
+        """Write the index to ``path`` if it changed, so the next start need not rebuild it."""
+        if self.index is not None and self.changed:
+            self.index.save(path)
+            self.changed = False
