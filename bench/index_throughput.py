@@ -48,7 +48,7 @@ import numpy as np
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # app.py and tests.conftest (generated weights, the server)
+sys.path.insert(0, str(ROOT))  # audiosearch, cli and tests.conftest (generated weights, the server)
 
 from table import print_table  # noqa: E402
 
@@ -175,9 +175,9 @@ def index_per_chunk(
 
 def index_batched(encoder, files: Sequence[Path], workspace: Path, identity: str) -> float:
     """(b): decode the next files in a thread while ``embed_batch`` runs; the audio seconds."""
-    from app import batched
     from audiosearch.audio import load_audio
     from audiosearch.audio.segment import segment
+    from audiosearch.client import batched
     from audiosearch.index import ChunkIndex
 
     def decode(paths: Sequence[Path]) -> list:
@@ -285,8 +285,7 @@ def run_flow(
     notes: list[str],
 ) -> list[tuple[float, float, float]]:  # fmt: skip
     """(c) for the library, then the long file: (audio s, wall s, peak RSS MiB) each."""
-    import httpx
-
+    from audiosearch.client import AudioSearchClient
     from tests.conftest import ROOT as REPO
     from tests.conftest import start_server
 
@@ -316,10 +315,8 @@ def run_flow(
         if long_file:
             sampler.reset()
             started = time.perf_counter()
-            response = httpx.post(f"{server.url}/index", json={"data": [{"uri": str(long_file)}]},
-                                  timeout=None)  # fmt: skip
+            docs = AudioSearchClient(server.url, timeout=None).index([long_file])
             wall = time.perf_counter() - started
-            docs = response.json()["data"]
             check_indexed(docs, f"(c) {encoder}, 2-hour file")
             results.append((docs[0]["duration"], wall, sampler.peak))
             notes.append(f"{encoder}: the flow with the 2-hour file: peak PSS "

@@ -24,15 +24,20 @@ from jina.proto import jina_pb2
 from jina.serve.runtimes.gateway.http import HTTPGateway
 
 from audiosearch.errors import FileGoneError, InvalidInputError
-from audiosearch.params import check_clip_id, check_parameters
+from audiosearch.params import (
+    ENDPOINT_PARAMETERS,
+    SearchParameters,
+    check_clip_id,
+    parse_parameters,
+)
 from audiosearch.paths import ReadPolicy, readable_file
-from audiosearch.rank import DEFAULT_LIMIT
 from executors.health import FlowHealth
 from executors.http_guard import install_http_guard
 
 #: Swagger UI's JS and CSS, shipped inside the fastapi-offline wheel.
 SWAGGER_ASSETS = Path(fastapi_offline.__file__).parent / "static"
 _CDN_DOC_PATHS = {"/docs", "/docs/oauth2-redirect", "/redoc"}
+_COMPONENT = "#/components/schemas/"
 #: The web page's HTML, CSS and JS (no build step, no CDN).
 UI_DIR = Path(__file__).parent / "ui"
 #: Bytes per read when streaming a byte range of an audio file.
@@ -114,6 +119,7 @@ class AudioSearchGateway(HTTPGateway):
         app = super().app
         serve_swagger_offline(app)
         add_request_examples(app, REQUEST_EXAMPLES)
+        add_parameter_schemas(app)
         add_health_routes(app, health)
         add_search_routes(app, flow, ReadPolicy.from_config(config.get("read_policy")))
         app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
@@ -230,6 +236,39 @@ def add_request_examples(app: FastAPI, examples: dict[str, dict[str, dict[str, A
     app.openapi = openapi
 
 
+def add_parameter_schemas(app: FastAPI) -> None:
+    """Show each flow endpoint's parameters model (:mod:`audiosearch.params`) in the OpenAPI
+    schema: as a component, and as the ``parameters`` of the endpoint's request body."""
+    build_schema = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build_schema()  # FastAPI caches it: this edits the cached schema in place
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for path, model in ENDPOINT_PARAMETERS.items():
+            name = model.__name__
+            components[name] = model.model_json_schema(ref_template=_COMPONENT + "{model}")
+            body = schema["paths"].get(path, {}).get("post", {}).get("requestBody")
+            content = (body or {}).get("content", {}).get("application/json", {})
+            request = components.get(content.get("schema", {}).get("$ref", "").split("/")[-1])
+            if request is None or "parameters" not in request.get("properties", {}):
+                continue  # not Jina's request model: leave it as it is
+            properties = request["properties"] | {"parameters": {"$ref": _COMPONENT + name}}
+            components[f"{name}Request"] = request | {"properties": properties}
+            content["schema"] = {"$ref": f"{_COMPONENT}{name}Request"}
+        return schema
+
+    app.openapi = openapi
+
+
+SEARCH_FIELDS = SearchParameters.model_fields
+
+
+def form_field(name: str, *, note: str = "") -> Any:
+    """The upload form's field for /search's parameter ``name``, described as the model
+    describes it (the model checks its value)."""
+    return Form(description=f"{SEARCH_FIELDS[name].description}{note}")
+
+
 def add_search_routes(app: FastAPI, flow: FlowCaller, policy: ReadPolicy) -> None:
     """``POST /upload/search`` and ``GET /audio/{clip_id}``, both answered through the flow;
     ``/audio`` serves a file only as ``policy`` allows and while it is the file indexed."""
@@ -248,40 +287,28 @@ def add_search_routes(app: FastAPI, flow: FlowCaller, policy: ReadPolicy) -> Non
     )
     async def upload_search(
         file: Annotated[UploadFile, File(description="The query clip: wav, flac, mp3, m4a...")],
-        limit: Annotated[int, Form(description="How many clips to return, 1..1000")] = (
-            DEFAULT_LIMIT
-        ),
-        min_score: Annotated[float | None, Form(description="Drop clips scoring less")] = None,
-        min_duration: Annotated[float | None, Form(description="Shortest clip, s")] = None,
-        max_duration: Annotated[float | None, Form(description="Longest clip, s")] = None,
-        path_glob: Annotated[str | None, Form(description="fnmatch pattern on the path")] = None,
-        strategy: Annotated[
-            str | None,
-            Form(
-                description="How chunk matches make a clip's score: best_chunk | mean_chunk | "
-                "top2_chunks | votes (default: flow.yml's)"
-            ),
-        ] = None,
-        query_expansion: Annotated[
-            bool | None, Form(description="Search again with the nearest chunk added")
-        ] = None,
-        duplicates: Annotated[
-            bool | None, Form(description="Only copies of the query (re-encodes, trims, gain)")
-        ] = None,
+        limit: Annotated[int, form_field("limit")] = SEARCH_FIELDS["limit"].default,
+        min_score: Annotated[float | None, form_field("min_score")] = None,
+        min_duration: Annotated[float | None, form_field("min_duration")] = None,
+        max_duration: Annotated[float | None, form_field("max_duration")] = None,
+        path_glob: Annotated[str | None, form_field("path_glob")] = None,
+        strategy: Annotated[str | None, form_field("strategy")] = None,
+        query_expansion: Annotated[bool | None, form_field("query_expansion")] = None,
+        duplicates: Annotated[bool | None, form_field("duplicates")] = None,
         start: Annotated[float | None, Form(description="Search from here in the file, s")] = None,
         end: Annotated[float | None, Form(description="... up to here, s")] = None,
-        like: Annotated[str | None, Form(description="Liked clip ids, e.g. 7,12")] = None,
-        unlike: Annotated[str | None, Form(description="Disliked clip ids, e.g. 3")] = None,
+        like: Annotated[str | None, form_field("like", note=", separated by commas: 7,12")] = None,
+        unlike: Annotated[str | None, form_field("unlike", note=", separated by commas: 3")] = None,
     ) -> dict[str, Any]:
-        optional = {
-            "min_score": min_score, "min_duration": min_duration, "max_duration": max_duration,
-            "path_glob": path_glob, "strategy": strategy, "query_expansion": query_expansion,
-            "duplicates": duplicates, "like": id_list("like", like),
-            "unlike": id_list("unlike", unlike),
+        given = {
+            "limit": limit, "min_score": min_score, "min_duration": min_duration,
+            "max_duration": max_duration, "path_glob": path_glob, "strategy": strategy,
+            "query_expansion": query_expansion, "duplicates": duplicates,
+            "like": id_list("like", like), "unlike": id_list("unlike", unlike),
         }  # fmt: skip
-        parameters = {"limit": limit} | {k: v for k, v in optional.items() if v is not None}
+        parameters = {k: v for k, v in given.items() if v is not None}
         try:
-            check_parameters("/search", parameters)
+            parse_parameters(SearchParameters, parameters)
         except InvalidInputError as exc:
             raise HTTPException(422, str(exc)) from None
         data = await file.read()

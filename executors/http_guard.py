@@ -11,7 +11,7 @@ The guard checks every request before a route sees it and answers, as ``{"detail
   ``{"data": [...], "parameters": {...}}``: unknown fields, too many documents, fields only the
   service fills, a target executor, JSON nested deeper than ``MAX_NESTING``, a clip id out of
   range, or a parameter the endpoint does not take or a bad value of one
-  (:mod:`audiosearch.params`);
+  (the endpoint's model in :mod:`audiosearch.params`);
 - 503 while an executor of the flow is not answering (see :mod:`executors.health`).
 """
 

@@ -24,18 +24,14 @@ from audiosearch.index import (
     ClipFilter,
     ClipInfo,
     ClipToAdd,
-    check_clip_filter,
-    check_offset,
     clip_shard,
     read_stored_clip,
 )
-from audiosearch.params import check_clip_ids
+from audiosearch.params import ListParameters, SearchParameters, parse_parameters
 from audiosearch.paths import is_http_uri
-from audiosearch.rank import DEFAULT_LIMIT, check_flag, check_limit
+from audiosearch.rank import check_flag
 from executors.docs import AudioDoc, ChunkDoc, ClipMatchDoc, fail, item_errors
 
-#: Clips per /list page unless the request says otherwise.
-DEFAULT_LIST_LIMIT = 50
 #: Totals that add up over shards in /stats.
 _ADDITIVE_STATS = ("clips", "chunks", "dead_chunks", "audio_seconds", "vector_bytes")
 
@@ -179,23 +175,18 @@ class SimpleIndexer(Executor):
         """Search with one query document, as :meth:`search` says."""
         if doc.status == "error":
             return
-        limit = check_limit(parameters.get("limit", DEFAULT_LIMIT))
-        expand = check_flag(
-            "query_expansion", parameters.get("query_expansion", self.query_expansion)
+        request = parse_parameters(SearchParameters, parameters)
+        limit = request.limit
+        expand = (
+            self.query_expansion if request.query_expansion is None else request.query_expansion
         )
         if expand and self.shards > 1:
             raise InvalidInputError(
                 f"query_expansion=true: needs a single indexer shard, this flow has "
                 f"{self.shards}; leave the parameter out"
             )
-        where = check_clip_filter(
-            parameters.get("min_duration"), parameters.get("max_duration"),
-            parameters.get("path_glob"),
-        )  # fmt: skip
-        judgments = check_judgments(
-            check_clip_ids("like", parameters.get("like")),
-            check_clip_ids("unlike", parameters.get("unlike")),
-        )
+        where = request.clip_filter()
+        judgments = check_judgments(request.like, request.unlike)
         failed = [e for e in examples if e.status == "error"]
         if failed:
             raise InvalidInputError(f"a liked example failed: {failed[0].error}")
@@ -287,10 +278,10 @@ class SimpleIndexer(Executor):
     def list_clips(self, docs: DocList[AudioDoc], parameters: dict, **kwargs) -> DocList[AudioDoc]:
         """One page of the library in clip id order: ``limit`` clips from ``offset``."""
         try:
-            offset = check_offset(parameters.get("offset", 0))
-            limit = check_limit(parameters.get("limit", DEFAULT_LIST_LIMIT))
+            page = parse_parameters(ListParameters, parameters)
         except InvalidInputError as exc:
             return DocList[AudioDoc]([AudioDoc(status="error", error=str(exc))])
+        offset, limit = page.offset, page.limit
         if self.shards > 1:  # any shard may hold any part of the page: the merger cuts it
             offset, limit = 0, offset + limit
         return DocList[AudioDoc](
@@ -432,10 +423,9 @@ class ShardMerger(Executor):
         missing = self._missing(docs_matrix)
         if missing:
             return DocList[AudioDoc]([AudioDoc(status="error", error=f"no page: {missing}")])
-        offset = check_offset(parameters.get("offset", 0))
-        limit = check_limit(parameters.get("limit", DEFAULT_LIST_LIMIT))
+        page = parse_parameters(ListParameters, parameters)
         ordered = sorted(docs, key=lambda d: d.clip_id)
-        return DocList[AudioDoc](ordered[offset : offset + limit])
+        return DocList[AudioDoc](ordered[page.offset : page.offset + page.limit])
 
     @requests(on="/stats")
     def totals(self, docs: DocList[AudioDoc], **kwargs) -> DocList[AudioDoc]:

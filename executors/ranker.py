@@ -11,16 +11,13 @@ from jina import Executor, requests
 from audiosearch.audio import SAMPLE_RATE, load_audio
 from audiosearch.duplicates import find_duplicates
 from audiosearch.errors import AudioSearchError, InvalidInputError
-from audiosearch.index import check_min_score
+from audiosearch.params import SearchParameters, parse_parameters
 from audiosearch.paths import ReadPolicy, readable_file
 from audiosearch.rank import (
-    DEFAULT_LIMIT,
     DEFAULT_STRATEGY,
     ChunkHit,
     ClipMatch,
     QueryChunkHits,
-    check_flag,
-    check_limit,
     check_strategy,
     rank_clips,
 )
@@ -56,28 +53,27 @@ class Ranker(Executor):
             with item_errors(doc, self.logger):
                 if doc.status in ("error", "example"):
                     continue
-                duplicates = check_flag("duplicates", parameters.get("duplicates"))
+                request = parse_parameters(SearchParameters, parameters)
                 if doc.matches:  # ranked with judgments
-                    if duplicates:
+                    if request.duplicates:
                         raise InvalidInputError(
                             "duplicates=true finds copies of one query: send it without "
                             "like/unlike or liked items"
                         )
                     ranked = [ClipMatch(**m.dict(exclude={"id"})) for m in doc.matches]
                 else:
-                    ranked = self._ranked(doc, parameters, duplicates)
-                min_score = check_min_score(parameters.get("min_score"))
+                    ranked = self._ranked(doc, request)
                 doc.matches = DocList[ClipMatchDoc](
                     ClipMatchDoc(**vars(m))
                     for m in ranked
-                    if min_score is None or m.score >= min_score
+                    if request.min_score is None or m.score >= request.min_score
                 )
                 doc.status = "searched"
             doc.chunks = DocList[ChunkDoc]()
             doc.fingerprint = doc.encoder = doc.tensor = None
         return docs
 
-    def _ranked(self, doc: AudioDoc, parameters: dict, duplicates: bool) -> list[ClipMatch]:
+    def _ranked(self, doc: AudioDoc, request: SearchParameters) -> list[ClipMatch]:
         """The clips ``doc``'s chunk matches rank first (of them, with ``duplicates``, the
         copies of the query)."""
         chunks = [
@@ -89,11 +85,11 @@ class Ranker(Executor):
         ]  # fmt: skip
         ranked = rank_clips(
             chunks,
-            strategy=parameters.get("strategy", self.strategy),
-            limit=check_limit(parameters.get("limit", DEFAULT_LIMIT)),
+            strategy=request.strategy or self.strategy,
+            limit=request.limit,
             exclude=doc.clip_id,  # "more like this": not the clip itself
         )
-        if not duplicates:
+        if not request.duplicates:
             return ranked
         ranked = find_duplicates(self._query_waveform(doc), ranked, self._load_indexed)
         offset = doc.start or 0.0  # aligned within the region: back to the query file's time

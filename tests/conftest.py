@@ -14,12 +14,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
+from audiosearch.client import AudioSearchClient, RequestFailed
 from audiosearch.encoders.vggish import VGGishEncoder, VGGishNetwork
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,11 +64,10 @@ class Server:
 
     def post(self, endpoint: str, docs: list[dict], **parameters) -> list[dict]:
         """POST documents, assert HTTP 200, return the documents of the response."""
-        response = httpx.post(
-            f"{self.url}/{endpoint}", json={"data": docs, "parameters": parameters}, timeout=300
-        )
-        assert response.status_code == 200, response.text
-        return response.json()["data"]
+        try:
+            return AudioSearchClient(self.url, timeout=300).post(endpoint, docs, parameters)
+        except RequestFailed as exc:
+            raise AssertionError(str(exc)) from None
 
     def stop(self) -> None:
         """Stop the flow and every process it started."""
@@ -106,9 +105,9 @@ def start_server(
         if process.poll() is not None:
             raise RuntimeError(f"the flow exited with {process.returncode}:\n{log.read_text()}")
         try:
-            if httpx.get(f"{server.url}/", timeout=2).status_code == 200:
+            if AudioSearchClient(server.url, timeout=2).health()["status"] == "ok":
                 return server
-        except httpx.HTTPError:
+        except RequestFailed:
             pass
         time.sleep(0.5)
     server.stop()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import app
+from cli import main as app
 from tests.conftest import ROOT, Server, write_tone
 
 pytestmark = pytest.mark.slow

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-import app
 from audiosearch.paths import READ_POLICY_KEYS
+from cli import main as app
 from executors.encoder import AudioEncoder
 from executors.http_guard import GuardSettings
 from executors.indexer import SimpleIndexer
