@@ -31,7 +31,7 @@ __all__ = [
 #: Graph neighbours per clip; clips the search ranks first that the judgments re-rank; the
 #: weight of a disliked clip's seed against a liked one's; the spread's reach (0..1) and its
 #: weight in the final score. Chosen on bench/feedback.py's quality set (cross-validated over
-#: its queries); its README table gives the sensitivity.
+#: its queries); docs/quality.md gives the sensitivity.
 NEIGHBOURS = 3
 CANDIDATES = 100
 DISLIKE_SEED = 0.5

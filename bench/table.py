@@ -7,7 +7,7 @@ def print_table(
     header: Sequence[str], rows: Iterable[Sequence[str]], notes: Sequence[str] = ()
 ) -> None:
     """Print ``rows`` (cells already formatted) under ``header``, then a blank line and
-    ``notes`` as list items, ready to paste into README.md."""
+    ``notes`` as list items, ready to paste into docs/*.md."""
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for row in rows:
