@@ -5,17 +5,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from audiosearch.client import AudioSearchClient
-from cli.render import index_with_progress, print_clips, print_index_summary, print_matches
+from audiosearch.client import AudioSearchClient, RequestFailed
+from cli.render import (
+    count,
+    index_with_progress,
+    print_clips,
+    print_index_summary,
+    print_matches,
+    print_stats,
+    size,
+)
 
 __all__ = [
     "REFINE_PROMPT", "cmd_delete", "cmd_index", "cmd_list", "cmd_models", "cmd_search",
-    "cmd_stats", "parse_mark", "read_marks", "search_query",
+    "cmd_stats", "parse_mark", "read_marks", "search_query", "too_large",
 ]  # fmt: skip
 
 
@@ -66,7 +75,12 @@ def cmd_search(args: argparse.Namespace) -> None:
     judged = {"like": list(dict.fromkeys(args.like)), "unlike": list(dict.fromkeys(args.unlike))}
     client = client_of(args)
     while True:
-        doc = client.search_result(**query, **judged, **parameters)
+        try:
+            doc = client.search_result(**query, **judged, **parameters)
+        except RequestFailed as exc:
+            if exc.status == 413 and "audio" in query:
+                raise SystemExit(too_large(args.file, len(query["audio"]), str(exc))) from None
+            raise
         if args.json:
             print(json.dumps(doc, indent=2))
         else:
@@ -75,6 +89,18 @@ def cmd_search(args: argparse.Namespace) -> None:
             sys.exit(1)
         if not args.refine or not read_marks(doc["matches"], judged):
             return
+
+
+def too_large(name: str, size_bytes: int, refusal: str) -> str:
+    """What to say when the service refused a query file's bytes as too large a request."""
+    limit = re.search(r"the limit is ([\d.]+ MiB)", refusal)
+    return (
+        f"{name} is {size(size_bytes)}, too large to send: its bytes travel in the request, "
+        f"base64-encoded, and the service takes requests up to "
+        f"{limit[1] if limit else 'its max_body_mb'}. If the file is on the server's disk "
+        "(under a folder it may read), search with --server-path: the service then reads it "
+        "there; else search with a shorter part of it."
+    )
 
 
 #: What --refine asks after each table.
@@ -115,7 +141,14 @@ def parse_mark(token: str, ranks: int) -> tuple[str, int]:
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    docs = client_of(args).list(offset=args.offset, limit=args.limit)
+    client = client_of(args)
+    docs = client.list(offset=args.offset, limit=args.limit)
+    if not docs and args.offset > 0:  # past the end: say where the end is
+        clips = client.stats().get("clips", 0)
+        raise SystemExit(
+            f"no clips at offset {args.offset}; the library has {count(clips)} clips "
+            f"(app.py list --offset {max(0, clips - args.limit)} shows the last page)"
+        )
     if args.json:
         print(json.dumps(docs, indent=2))
     else:
@@ -139,10 +172,8 @@ def cmd_stats(args: argparse.Namespace) -> None:
     stats = client_of(args).stats()
     if args.json:
         print(json.dumps(stats, indent=2))
-        return
-    for key, value in stats.items():
-        if key != "per_shard":
-            print(f"{key:>14}: {value}")
+    else:
+        print_stats(stats)
 
 
 def cmd_models(args: argparse.Namespace) -> None:

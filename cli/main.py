@@ -16,10 +16,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from audiosearch.client import RequestFailed
+from audiosearch.client import URL_ENV, RequestFailed
+from audiosearch.client import default_url as default_service_url
 from audiosearch.params import ListParameters, Parameters, SearchParameters
 from cli.commands import cmd_delete, cmd_index, cmd_list, cmd_models, cmd_search, cmd_stats
-from cli.flowconfig import ROOT, base_url, flow_config
+from cli.flowconfig import ROOT, flow_config
+from cli.render import cli_words
 from cli.serve import cmd_demo, cmd_export, cmd_serve
 
 __all__ = ["main", "parser"]
@@ -51,7 +53,7 @@ def parser() -> argparse.ArgumentParser:
     )
     commands = top.add_subparsers(dest="command", required=True)
     flow = flow_config()
-    default_url = base_url(flow)
+    default_url = default_service_url()
     read_policy = flow["gateway"]["uses_with"]["read_policy"]
 
     def command(name: str, help: str, example: str) -> argparse.ArgumentParser:
@@ -66,6 +68,10 @@ def parser() -> argparse.ArgumentParser:
     ):
         sub = command(name, help, example)
         sub.add_argument("--port", type=int, help="HTTP port (flow.yml: 8080)")
+        sub.add_argument(
+            "--url", help=f"serve at this URL's host and port (default: ${URL_ENV}, else "
+            "flow.yml's; --host and --port win over it)",
+        )  # fmt: skip
         sub.add_argument("--workspace", help="where the index lives (flow.yml: workspace/)")
         sub.add_argument("--encoder", choices=("auto", "vggish", "sfx"), help="flow.yml: auto")
         sub.add_argument("--models-dir", help="where VGGish weights are (flow.yml: models/)")
@@ -167,7 +173,10 @@ def parser() -> argparse.ArgumentParser:
     )
 
     for sub in (index, search, listing, delete, stats):
-        sub.add_argument("--url", default=default_url, help=f"the service (default {default_url})")
+        sub.add_argument(
+            "--url", default=default_url,
+            help=f"the service (default: ${URL_ENV}, else flow.yml's port: {default_url})",
+        )  # fmt: skip
         sub.add_argument("--json", action="store_true", help="print the raw JSON results")
 
     export = command(
@@ -207,4 +216,4 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         handlers[args.command](args)
     except RequestFailed as exc:
-        raise SystemExit(str(exc)) from None
+        raise SystemExit(cli_words(str(exc))) from None

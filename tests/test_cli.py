@@ -6,14 +6,17 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from cli import main as app
-from tests.conftest import ROOT, Server, write_tone
+from tests.conftest import ROOT, Server, start_server, write_tone
 
 pytestmark = pytest.mark.slow
 
@@ -197,3 +200,78 @@ def test_a_failed_batch_is_retried_file_by_file(flaky_service, tmp_path):
         "poison.wav": ("error", "index failed: HTTP 500: worker crashed"),
     }
     assert result.returncode == 1
+
+
+def test_every_client_command_takes_url_and_audiosearch_url(sfx_server, indexed):
+    commands = app.parser()._subparsers._group_actions[0].choices
+    for name in ("serve", "demo", "index", "search", "list", "delete", "stats"):
+        assert "--url" in commands[name]._option_string_actions, name
+    from_env = subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), "stats", "--json"], capture_output=True,
+        text=True, timeout=600, cwd=ROOT, env={**os.environ, "AUDIOSEARCH_URL": sfx_server.url},
+    )  # fmt: skip
+    assert from_env.returncode == 0, from_env.stderr
+    assert json.loads(from_env.stdout)["clips"] >= 4
+
+
+def test_search_table_keeps_one_line_per_match_at_80_columns(sfx_server, library, indexed):
+    query = library / "sub" / "deep tone.wav"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), "search", str(query), "--limit", "3",
+         "--url", sfx_server.url], capture_output=True, text=True, timeout=600, cwd=ROOT,
+        env={**os.environ, "COLUMNS": "80"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("│")]
+    assert len(rows) == 3, result.stdout  # no row wrapped onto a second line
+    assert all(len(row) <= 80 and row.rstrip("│ ").endswith(".wav") for row in rows), rows
+    assert rows[0].split("│")[2].strip().isdigit()  # the clip id
+
+
+def test_stats_reads_as_words(sfx_server, indexed):
+    result = run_cli("stats", "--url", sfx_server.url)
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.strip().split(": ", 1) for line in result.stdout.splitlines())
+    assert re.fullmatch(r"\d[\d,]*", lines["clips"]) and re.fullmatch(r"\d[\d,]*", lines["windows"])
+    assert re.fullmatch(r"\d+\.\d s|\d+ min \d+ s|\d+ h \d\d min", lines["audio"])
+    assert re.fullmatch(r"\d+(\.\d)? (B|kB|MB|GB)", lines["vectors"])
+    assert "None" not in result.stdout and "_" not in "".join(lines)
+
+
+def test_service_hints_are_given_in_command_line_words(sfx_server, indexed):
+    bad = run_cli("search", str(ROOT / "toy-data" / "bell_strikes.wav"), "--limit", "0",
+                  "--url", sfx_server.url)  # fmt: skip
+    assert bad.returncode == 1
+    assert "limit=0: expected a whole number from 1 to 1000; try --limit 10" in bad.stderr
+    missing = run_cli("search", "--clip-id", "987654", "--url", sfx_server.url)
+    assert missing.returncode == 1
+    assert "app.py list" in missing.stdout and "/list" not in missing.stdout
+
+
+def test_list_past_the_end_says_where_the_end_is(sfx_server, indexed):
+    clips = json.loads(run_cli("stats", "--json", "--url", sfx_server.url).stdout)["clips"]
+    past = run_cli("list", "--offset", "1000", "--url", sfx_server.url)
+    assert past.returncode == 1
+    assert f"no clips at offset 1000; the library has {clips:,} clips" in past.stderr
+
+
+def test_a_query_file_too_large_to_send_is_named_with_its_size(sfx_server, tmp_path):
+    big = tmp_path / "long take.wav"
+    sf.write(big, np.zeros(28_500_000, dtype=np.int16), 16_000, subtype="PCM_16")
+    assert big.stat().st_size == 57_000_044
+    result = run_cli("search", str(big), "--url", sfx_server.url)
+    assert result.returncode == 1
+    assert "long take.wav is 57.0 MB, too large to send" in result.stderr, result.stderr
+    assert "--server-path" in result.stderr and "32 MiB" in result.stderr
+
+
+def test_serve_starts_without_warnings_and_prints_its_urls(tmp_path):
+    server = start_server(tmp_path / "workspace", "--encoder", "sfx")
+    try:
+        time.sleep(3)  # anything printed just after the flow answers
+        output = server.log.read_text()
+    finally:
+        server.stop()
+    noise = re.compile(r"warning|deprecat|GOAWAY|shadows|Getting endpoints failed", re.I)
+    assert not [line for line in output.splitlines() if noise.search(line)], output
+    assert f"serving on {server.url} (web page: {server.url}/ui" in output
