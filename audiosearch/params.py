@@ -29,8 +29,9 @@ from audiosearch.rank import (
 
 __all__ = [
     "DEFAULT_LIMIT", "DEFAULT_LIST_LIMIT", "ENDPOINT_PARAMETERS", "MAX_CLIP_ID", "ClipsParameters",
-    "DeleteParameters", "IndexParameters", "ListParameters", "Parameters", "SearchParameters",
-    "StatsParameters", "check_clip_id", "check_clip_ids", "check_parameters", "parse_parameters",
+    "DeleteParameters", "IndexParameters", "ListParameters", "MapParameters", "Parameters",
+    "SearchParameters", "StatsParameters", "check_clip_id", "check_clip_ids", "check_parameters",
+    "parse_parameters",
 ]  # fmt: skip
 
 #: The largest clip id a request may name: Jina's protobuf carries a document's whole numbers
@@ -194,12 +195,18 @@ class StatsParameters(Parameters):
     endpoint: ClassVar[str] = "/stats"
 
 
+class MapParameters(Parameters):
+    """``/map`` takes no parameters."""
+
+    endpoint: ClassVar[str] = "/map"
+
+
 #: Each flow endpoint's parameters.
 ENDPOINT_PARAMETERS: dict[str, type[Parameters]] = {
     model.endpoint: model
     for model in (
         SearchParameters, ListParameters, IndexParameters, ClipsParameters, DeleteParameters,
-        StatsParameters,
+        StatsParameters, MapParameters,
     )
 }  # fmt: skip
 

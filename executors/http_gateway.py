@@ -32,7 +32,8 @@ from audiosearch.params import (
 )
 from audiosearch.paths import ReadPolicy, readable_file
 from executors.health import FlowHealth
-from executors.http_guard import install_http_guard
+from executors.http_guard import GuardSettings, install_http_guard
+from executors.ui_routes import add_ui_routes
 
 #: Swagger UI's JS and CSS, shipped inside the fastapi-offline wheel.
 SWAGGER_ASSETS = Path(fastapi_offline.__file__).parent / "static"
@@ -98,7 +99,8 @@ class AudioSearchGateway(HTTPGateway):
     """Jina's HTTP gateway with the routes people use from a browser or curl.
 
     - ``POST /upload/search``: search with an uploaded file (multipart), same answer as /search.
-    - ``GET /ui``: the web page; ``GET /audio/{clip_id}``: an indexed clip's audio, with ranges.
+    - ``GET /ui``: the web page; ``GET /audio/{clip_id}``: an indexed clip's audio, with ranges;
+      ``GET /limits``, ``/peaks/{clip_id}`` and ``/map`` for the page (ui_routes.py).
     - ``GET /`` and ``GET /health``: 200 when every executor answers, else 503 naming it.
     - ``GET /docs``: Swagger UI from local assets (FastAPI's default loads them from a CDN).
 
@@ -121,7 +123,9 @@ class AudioSearchGateway(HTTPGateway):
         add_request_examples(app, REQUEST_EXAMPLES)
         add_parameter_schemas(app)
         add_health_routes(app, health)
-        add_search_routes(app, flow, ReadPolicy.from_config(config.get("read_policy")))
+        policy = ReadPolicy.from_config(config.get("read_policy"))
+        add_search_routes(app, flow, policy)
+        add_ui_routes(app, flow, policy, GuardSettings.from_config(config))  # ui_routes.py
         app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
         install_http_guard(app, self, health)  # API key, limits, clear 4xx/503: http_guard.py
         return app

@@ -6,7 +6,8 @@ The guard checks every request before a route sees it and answers, as ``{"detail
 
 - 401 when an API key is configured and the ``X-API-Key`` header is missing or wrong
   (``/``, the Swagger page and its assets stay open);
-- 413 for a body over ``max_body_mb``;
+- 413 for a body over ``max_body_mb``, or an upload (``POST /upload/search``, whose multipart
+  body is streamed to a temporary file, never held whole) over ``max_file_mb``;
 - 400 for a flow endpoint's body that is not JSON, 422 for one that is not shaped like
   ``{"data": [...], "parameters": {...}}``: unknown fields, too many documents, fields only the
   service fills, a target executor, JSON nested deeper than ``MAX_NESTING``, a clip id out of
@@ -24,11 +25,12 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import unquote
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 from starlette.responses import JSONResponse
 
 from audiosearch.errors import InvalidInputError
 from audiosearch.params import check_clip_id, check_parameters
+from audiosearch.paths import MAX_FILE_BYTES
 from executors.docs import CLIENT_FIELDS, AudioDoc
 from executors.health import MAX_AGE_SECONDS, FlowHealth
 
@@ -42,7 +44,9 @@ API_KEY_COOKIE = "audiosearch_api_key"
 OPEN_PATHS = frozenset({"/", "/health", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/ui"})
 OPEN_PREFIXES = ("/static-docs/", "/ui/")
 #: The gateway's own routes that call the flow (besides the flow endpoints themselves).
-FLOW_ROUTES = ("/upload/", "/audio/")
+FLOW_ROUTES = ("/upload/", "/audio/", "/peaks/", "/map")
+#: Routes whose multipart body is a whole audio file: streamed, limited by ``max_file_mb``.
+UPLOAD_PATHS = frozenset({"/upload/search"})
 #: Top-level keys of a flow request: ours, plus those Jina's own Client sends.
 REQUEST_KEYS = frozenset({"data", "parameters", "header", "exec_endpoint", "target_executor"})
 #: Deepest nesting of JSON arrays and objects a request may have (a request needs 4).
@@ -67,10 +71,12 @@ class Rejected(Exception):
 
 @dataclass(frozen=True)
 class GuardSettings:
-    """The gateway's ``uses_with`` in flow.yml: ``api_key``, ``max_body_mb``, ``max_docs``."""
+    """The gateway's ``uses_with`` in flow.yml: ``api_key``, ``max_body_mb``, ``max_file_mb``
+    (an upload's body; by default the largest file the read policy reads), ``max_docs``."""
 
     api_key: str | None = None
     max_body_bytes: int = MAX_BODY_MB << 20
+    max_file_bytes: int = MAX_FILE_BYTES
     max_docs: int = MAX_DOCS
 
     @classmethod
@@ -80,6 +86,7 @@ class GuardSettings:
         return cls(
             api_key=config.get("api_key") or None,
             max_body_bytes=round(float(config.get("max_body_mb", MAX_BODY_MB)) * 2**20),
+            max_file_bytes=round(float(config.get("max_file_mb", MAX_FILE_BYTES / 2**20)) * 2**20),
             max_docs=int(config.get("max_docs", MAX_DOCS)),
         )
 
@@ -137,7 +144,9 @@ class HTTPGuard:
         through_flow = scope["path"] in self.flow_paths or scope["path"].startswith(FLOW_ROUTES)
         try:
             check_api_key(scope, self.settings.api_key)
-            if scope["method"] in ("POST", "PUT", "PATCH"):
+            if scope["method"] in ("POST", "PUT", "PATCH") and scope["path"] in UPLOAD_PATHS:
+                receive = limited_upload(scope, receive, self.settings.max_file_bytes)
+            elif scope["method"] in ("POST", "PUT", "PATCH"):
                 body = await read_body(scope, receive, self.settings.max_body_bytes)
                 if scope["path"] in self.flow_paths:
                     check_flow_request(body, scope["path"], max_docs=self.settings.max_docs)
@@ -256,6 +265,38 @@ async def read_body(scope: Scope, receive: Receive, max_bytes: int) -> bytes:
         if not message.get("more_body"):
             break
     return b"".join(chunks)
+
+
+def upload_too_large(size: str, max_bytes: int) -> str:
+    """The 413 message for an upload of ``size`` over ``max_bytes``."""
+    return (
+        f"upload is {size}; the limit for uploads is {max_bytes / 2**20:g} MiB (max_file_mb in "
+        "flow.yml): upload a shorter clip or a part of it (the web page sends only the region "
+        "you select, as 16 kHz mono)"
+    )
+
+
+def limited_upload(scope: Scope, receive: Receive, max_bytes: int) -> Receive:
+    """A ``receive`` that passes an upload's body on as it arrives, refusing it with 413 once it
+    is known to exceed ``max_bytes``: the route streams it to a temporary file meanwhile.
+
+    Past the declared length it raises :class:`HTTPException`, which the route's form parsing
+    lets through as the 413 response (any other exception there would become a bare 400).
+    """
+    declared = dict(scope["headers"]).get(b"content-length", b"")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise Rejected(413, upload_too_large(f"{int(declared):,} bytes", max_bytes))
+    size = 0
+
+    async def receive_counted() -> Message:
+        nonlocal size
+        message = await receive()
+        size += len(message.get("body", b""))
+        if size > max_bytes:
+            raise HTTPException(413, upload_too_large(f"over {max_bytes:,} bytes", max_bytes))
+        return message
+
+    return receive_counted
 
 
 def replay(body: bytes, receive: Receive) -> Receive:

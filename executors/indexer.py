@@ -27,6 +27,7 @@ from audiosearch.index import (
     clip_shard,
     read_stored_clip,
 )
+from audiosearch.library_map import project
 from audiosearch.params import ListParameters, SearchParameters, parse_parameters
 from audiosearch.paths import is_http_uri
 from audiosearch.rank import check_flag
@@ -342,6 +343,23 @@ class SimpleIndexer(Executor):
         """One document whose ``stats`` hold the counts and settings of the index."""
         return DocList[AudioDoc]([AudioDoc(stats=self.index.stats())])
 
+    @requests(on="/map")
+    def library_map(self, docs: DocList[AudioDoc], **kwargs) -> DocList[AudioDoc]:
+        """One document whose ``stats`` hold every clip's ``clip_ids``, ``uris`` and map
+        coordinates ``x``, ``y`` (0..1, :func:`audiosearch.library_map.project`)."""
+        if self.shards > 1:
+            return DocList[AudioDoc]([AudioDoc(status="error", error=(
+                f"the library map needs a single indexer shard, this flow has {self.shards}; "
+                "list the library with /list instead"
+            ))])  # fmt: skip
+        ids, means = self.index.clip_means()
+        points = project(means)
+        uris = {clip.clip_id: clip.uri for clip in self.index.clips()}
+        return DocList[AudioDoc]([AudioDoc(status="mapped", stats={
+            "clip_ids": ids.tolist(), "uris": [uris[int(i)] for i in ids],
+            "x": points[:, 0].round(5).tolist(), "y": points[:, 1].round(5).tolist(),
+        })])  # fmt: skip
+
     def close(self) -> None:
         """Save and close the index when the executor stops."""
         self.index.close()
@@ -371,7 +389,7 @@ class ShardMerger(Executor):
             "(GET /health names them); try again once it answers ok"
         )
 
-    @requests(on=["/index", "/clips", "/delete"])
+    @requests(on=["/index", "/clips", "/delete", "/map"])
     def owners_answers(
         self, docs: DocList[AudioDoc], docs_matrix: list | None = None, **kwargs
     ) -> DocList[AudioDoc]:

@@ -119,7 +119,7 @@ class Ranker(Executor):
             self.logger.warning(f"duplicates: skipping {uri}: {exc}")
             return None
 
-    @requests(on=["/index", "/list", "/clips", "/delete", "/stats"])
+    @requests(on=["/index", "/list", "/clips", "/delete", "/stats", "/map"])
     def pass_through(self, docs: DocList[AudioDoc], **kwargs) -> DocList[AudioDoc]:
         """Nothing to rank; the endpoints exist because Jina chains every step."""
         return docs

@@ -36,11 +36,12 @@ def test_every_flow_yml_setting_is_an_argument_of_its_executor(name):
 
 
 def test_the_gateway_settings_are_the_guards_and_the_read_policy():
-    taken = {"api_key", "max_body_mb", "max_docs", "read_policy"}
+    taken = {"api_key", "max_body_mb", "max_file_mb", "max_docs", "read_policy"}
     assert set(FLOW["gateway"]["uses_with"]) == taken
     defaults = GuardSettings()
     assert FLOW["gateway"]["uses_with"]["max_docs"] == defaults.max_docs
     assert FLOW["gateway"]["uses_with"]["max_body_mb"] * 2**20 == defaults.max_body_bytes
+    assert FLOW["gateway"]["uses_with"]["max_file_mb"] * 2**20 == defaults.max_file_bytes
 
 
 def test_every_reader_of_files_gets_the_one_read_policy():

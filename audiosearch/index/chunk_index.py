@@ -24,6 +24,7 @@ from audiosearch.index.catalog import (
     lock_workspace,
     uri_shard,
 )
+from audiosearch.index.clip_means import clip_means
 from audiosearch.index.layout import chunk_times
 from audiosearch.index.scoring import (
     ClipFilter,
@@ -57,13 +58,10 @@ class StoredClip:
 class ChunkIndex:
     """Cosine search over chunk vectors, persisted under ``workspace``.
 
-    ``encoder`` ("name/version") and ``dim`` are recorded by the first clip added; later adds and
-    searches with another encoder raise :class:`IndexMismatchError`. ``dtype`` is how rows are
-    stored (``float16`` halves the memory; an index stored otherwise is converted on opening).
-    ``shard`` of ``shards`` fixes the clip ids this index allocates, so they stay unique across
-    the shards of one library. ``ann`` answers searches of large indexes approximately. One
-    process at a time may open a workspace; within it the index is safe to share between threads.
-    """
+    The first clip added records ``encoder`` ("name/version") and ``dim``; another encoder later
+    raises :class:`IndexMismatchError`. ``dtype``: how rows are stored (converted on opening).
+    ``shard`` of ``shards`` fixes the clip ids it allocates; ``ann`` answers large indexes
+    approximately. One process may open a workspace; its threads may share the index."""
 
     def __init__(
         self, workspace: str | Path, *, dtype: str = "float32", shard: int = 0, shards: int = 1,
@@ -170,11 +168,8 @@ class ChunkIndex:
             )
 
     def add(self, clips: Sequence[ClipToAdd], *, encoder: str) -> list[AddResult]:
-        """Store ``clips`` (skipping unchanged ones) and make them visible atomically.
-
-        A clip whose uri is already stored with the same fingerprint is left as it is; one with
-        another fingerprint (or none) is replaced and keeps no chunk of its old version.
-        """
+        """Store ``clips`` and make them visible atomically: a uri stored with the same
+        fingerprint is left as it is; with another (or none) it is replaced, old chunks and all."""
         with self._lock, _write_errors(self.workspace, self._committed_state):
             results, todo = _sort_out(clips, encoder, self.check_encoder, self.find)
             if todo:
@@ -288,6 +283,11 @@ class ChunkIndex:
                 liked_audio=liked_audio, limit=limit, exclude=exclude, where=where,
                 expand=expand,
             )  # fmt: skip
+
+    def clip_means(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every clip's id and mean chunk vector (:func:`~.clip_means.clip_means`)."""
+        with self._lock:
+            return clip_means(self._view())
 
     def _view(self) -> IndexView:
         return IndexView(self._vectors, self._clips, self._ann)
