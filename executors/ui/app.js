@@ -568,6 +568,7 @@ function setUpMap() {
   });
   canvas.addEventListener("click", (event) => {
     const i = pointAt(event);
+    tip.hidden = true;
     libraryMap.selected = i;
     libraryMap.draw();
     menu.hidden = i < 0;

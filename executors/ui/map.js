@@ -5,6 +5,9 @@ const DOT = 3; // CSS pixels per point's side
 const CELL = 12; // CSS pixels per side of a hit-test grid cell
 const MARGIN = 8;
 
+// A grid cell's number (canvases are far under 65,536 cells wide).
+const cellKey = (gx, gy) => gy * 65536 + gx;
+
 /** A colour per group: hues spread by the golden angle, so neighbours differ. */
 export function palette(count) {
   return Array.from({ length: count }, (_, i) => {
@@ -75,7 +78,7 @@ export class LibraryMap {
           if (col >= 0 && col < width) pixels[row * width + col] = colour;
         }
       }
-      const key = `${Math.floor(cx / CELL)},${Math.floor(cy / CELL)}`;
+      const key = cellKey(Math.floor(cx / CELL), Math.floor(cy / CELL));
       const cell = cells.get(key);
       if (cell) cell.push(i);
       else cells.set(key, [i]);
@@ -108,7 +111,7 @@ export class LibraryMap {
     const [gx, gy] = [Math.floor(cx / CELL), Math.floor(cy / CELL)];
     for (let dx = -1; dx <= 1; dx++) {
       for (let dy = -1; dy <= 1; dy++) {
-        for (const i of this.cells.get(`${gx + dx},${gy + dy}`) || []) {
+        for (const i of this.cells.get(cellKey(gx + dx, gy + dy)) || []) {
           const [px, py] = this.position(i, ...this.size);
           const distance = (px - cx) ** 2 + (py - cy) ** 2;
           if (distance <= bestDistance) [best, bestDistance] = [i, distance];
