@@ -23,17 +23,16 @@ from fastapi.staticfiles import StaticFiles
 from jina.proto import jina_pb2
 from jina.serve.runtimes.gateway.http import HTTPGateway
 
-from audiosearch.errors import FileGoneError, InvalidInputError
+from audiosearch.errors import InvalidInputError
 from audiosearch.params import (
     ENDPOINT_PARAMETERS,
     SearchParameters,
-    check_clip_id,
     parse_parameters,
 )
-from audiosearch.paths import ReadPolicy, readable_file
+from audiosearch.paths import ReadPolicy
 from executors.health import FlowHealth
 from executors.http_guard import GuardSettings, install_http_guard
-from executors.ui_routes import add_ui_routes
+from executors.ui_routes import add_ui_routes, indexed_file
 
 #: Swagger UI's JS and CSS, shipped inside the fastapi-offline wheel.
 SWAGGER_ASSETS = Path(fastapi_offline.__file__).parent / "static"
@@ -345,18 +344,9 @@ def add_search_routes(app: FastAPI, flow: FlowCaller, policy: ReadPolicy) -> Non
     async def audio(
         clip_id: int, range_header: Annotated[str | None, Header(alias="range")] = None
     ) -> Response:
+        _, source = await indexed_file(flow, policy, clip_id)
         try:
-            check_clip_id(clip_id)
-        except InvalidInputError as exc:
-            raise HTTPException(422, str(exc)) from None
-        [clip] = (await flow.post("/clips", [{"clip_id": clip_id}], {})).docs
-        if clip.status == "error" or not clip.uri:
-            raise HTTPException(404, clip.error or f"clip_id={clip_id}: not in the index")
-        try:
-            source = readable_file(clip.uri, policy, indexed_fingerprint=clip.fingerprint)
             opened = open_no_follow(source.path)
-        except FileGoneError as exc:
-            raise HTTPException(404, f"{exc}; index it again or delete clip {clip_id}") from None
         except InvalidInputError as exc:
             raise HTTPException(403, f"clip {clip_id} is not served: {exc}") from None
         return file_response(opened, source.path.name, range_header)

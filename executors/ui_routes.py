@@ -18,11 +18,11 @@ from starlette.concurrency import run_in_threadpool
 from audiosearch.audio import decode_audio
 from audiosearch.errors import AudioDecodeError, FileGoneError, InvalidInputError
 from audiosearch.params import check_clip_id
-from audiosearch.paths import ReadPolicy, readable_file
+from audiosearch.paths import AudioSource, ReadPolicy, readable_file
 from audiosearch.peaks import MAX_POINTS, peaks
 from executors.http_guard import GuardSettings
 
-__all__ = ["PEAKS_RATE", "PeaksCache", "add_ui_routes"]
+__all__ = ["PEAKS_RATE", "PeaksCache", "add_ui_routes", "indexed_file"]
 
 #: Samples per second decoded for an outline: enough for any thumbnail, cheap to decode.
 PEAKS_RATE = 4_000
@@ -78,22 +78,11 @@ def add_ui_routes(app: FastAPI, flow: Any, policy: ReadPolicy, guard: GuardSetti
         clip_id: int,
         points: Annotated[int, Query(ge=1, le=MAX_POINTS, description="Spans")] = 200,
     ) -> dict[str, Any]:
+        clip, source = await indexed_file(flow, policy, clip_id)
         try:
-            check_clip_id(clip_id)
-        except InvalidInputError as exc:
-            raise HTTPException(422, str(exc)) from None
-        [clip] = (await flow.post("/clips", [{"clip_id": clip_id}], {})).docs
-        if clip.status == "error" or not clip.uri:
-            raise HTTPException(404, clip.error or f"clip_id={clip_id}: not in the index")
-        try:
-            source = readable_file(clip.uri, policy, indexed_fingerprint=clip.fingerprint)
             outline = await run_in_threadpool(
                 cache.get, source.path, clip.fingerprint or "", points, policy.max_seconds
             )
-        except FileGoneError as exc:
-            raise HTTPException(404, f"{exc}; index it again or delete clip {clip_id}") from None
-        except InvalidInputError as exc:
-            raise HTTPException(403, f"clip {clip_id} is not served: {exc}") from None
         except AudioDecodeError as exc:
             raise HTTPException(422, f"clip {clip_id}: {exc}") from None
         return {"clip_id": clip_id, "duration": clip.duration, **outline}
@@ -104,3 +93,21 @@ def add_ui_routes(app: FastAPI, flow: Any, policy: ReadPolicy, guard: GuardSetti
         if doc.status == "error":
             raise HTTPException(409, doc.error)
         return doc.stats
+
+
+async def indexed_file(flow: Any, policy: ReadPolicy, clip_id: int) -> tuple[Any, AudioSource]:
+    """Clip ``clip_id``'s document and its file, if ``policy`` lets the service read it now;
+    otherwise HTTP 422 (not a clip id), 404 (not indexed, or its file is gone) or 403."""
+    try:
+        check_clip_id(clip_id)
+    except InvalidInputError as exc:
+        raise HTTPException(422, str(exc)) from None
+    [clip] = (await flow.post("/clips", [{"clip_id": clip_id}], {})).docs
+    if clip.status == "error" or not clip.uri:
+        raise HTTPException(404, clip.error or f"clip_id={clip_id}: not in the index")
+    try:
+        return clip, readable_file(clip.uri, policy, indexed_fingerprint=clip.fingerprint)
+    except FileGoneError as exc:
+        raise HTTPException(404, f"{exc}; index it again or delete clip {clip_id}") from None
+    except InvalidInputError as exc:
+        raise HTTPException(403, f"clip {clip_id} is not served: {exc}") from None
