@@ -232,7 +232,8 @@ def feedback_only(chunks: int, args: argparse.Namespace, notes: list[str]) -> li
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         seconds = build(Path(tmp), centres, chunks, None)
         notes.append(f"{chunks:,} chunks: stored in {seconds:.0f} s")
-        with ChunkIndex(tmp) as index:
+        guessed = AnnSettings(min_chunks=0, approximate=False)  # as run_size: one pass
+        with ChunkIndex(tmp, ann=guessed) as index:
             return time_feedback(index, queries, chunks, args.limit, notes)
 
 
@@ -297,7 +298,6 @@ def guess_misses(index: ChunkIndex, queries: np.ndarray) -> tuple[float, float]:
     view = index._view()  # the bench looks inside: how often one-pass expansion repairs
     chunks = np.concatenate(queries)
     everywhere = allowed_segments(view.clips, None)
-    view.ann.settings = AnnSettings(min_chunks=0, approximate=True)  # exact is known below
     guess = guess_nearest(view, chunks, everywhere)
     index._ann.index, saved = None, index._ann.index  # exact nearest rows
     truth = np.array([rows[0] for _, rows, _ in top_segments(view, chunks, 1, everywhere)])
