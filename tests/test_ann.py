@@ -175,15 +175,22 @@ def two_pass_expanded_top(clips: list[ClipToAdd], queries: np.ndarray, limit: in
 
 def test_one_pass_expansion_returns_what_two_passes_did_right_or_wrong_guess(tmp_path, library):
     clips, queries = library
-    # A stingy guess (1 cluster, 2 candidates) is often wrong: both paths are exercised.
-    stingy = AnnSettings(min_chunks=1000, approximate=False, guess_nprobe=1, guess_candidates=2)
+    # A stingy guess (1 cluster, 2 candidates) is often wrong: both paths are exercised; and
+    # a plain search at nprobe=1 would miss much, were it not exact.
+    stingy = AnnSettings(
+        min_chunks=1000, nprobe=1, approximate=False, guess_nprobe=1, guess_candidates=2
+    )
     with ChunkIndex(tmp_path, ann=stingy) as index:
         index.add(clips, encoder=ENCODER)
         assert index.stats()["search"] == "exact"
         found = index.search(queries, limit=10, encoder=ENCODER, expand=True)
+        plain = top_uris(index, queries, limit=10)
         view = index._view()
         within = np.ones(len(view.segments), dtype=bool)
         guesses = guess_nearest(view, normalize_rows(queries), within)
+    with ChunkIndex(tmp_path / "exact") as index:  # an index kept for guesses only
+        index.add(clips, encoder=ENCODER)
+        assert plain == top_uris(index, queries, limit=10)
     truth = two_pass_expanded_top(clips, queries, 10)
     for hits, expected in zip(found, truth, strict=True):
         assert [h.uri for h in hits] == [uri for uri, _ in expected]

@@ -264,9 +264,8 @@ def _half_product(queries: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 def top_segments(view: IndexView, queries: np.ndarray, k: int, allowed: np.ndarray) -> list[Top]:
     """Per query: its best ``k`` allowed segments, their best rows and those rows' scores;
     from ANN candidates where there is an ANN index and they hold enough, else exactly."""
-    found = (
-        _ann_top(view, queries, k, allowed) if view.ann.index is not None else [None] * len(queries)
-    )
+    approximate = view.ann.index is not None and view.ann.settings.approximate  # type: ignore[union-attr]
+    found = _ann_top(view, queries, k, allowed) if approximate else [None] * len(queries)
     missing = [i for i, top in enumerate(found) if top is None]
     per_block = max(1, _SCORE_BLOCK_BYTES // (4 * view.vectors.rows))
     for lo in range(0, len(missing), per_block):
