@@ -161,15 +161,10 @@ def guess_nearest(view: IndexView, queries: np.ndarray, within: np.ndarray) -> n
     """Per query, a guess of its nearest row in the segments ``within``: the best of the ANN
     index's candidates, scored exactly; -1 where there is no index or no candidate passes."""
     guess = np.full(len(queries), -1, dtype=np.int64)
-    ann = view.ann
-    if ann.index is None or not len(queries):
+    index, settings = view.ann.index, view.ann.settings
+    if index is None or settings is None or not len(queries):
         return guess
-    settings = ann.settings
-    found = ann.index.search(
-        queries,
-        settings.guess_candidates,
-        nprobe=settings.guess_nprobe,  # type: ignore[union-attr]
-    )
+    found = index.search(queries, settings.guess_candidates, nprobe=settings.guess_nprobe)
     for i, (query, rows) in enumerate(zip(queries, found, strict=True)):
         rows = rows[rows >= 0]
         rows = rows[within[view.segments.containing(rows)]]
