@@ -68,8 +68,10 @@ class SimpleIndexer(Executor):
     """Stores clips under the executor's workspace; lists, describes, deletes and searches them.
 
     ``dtype``: how chunk vectors are stored, ``float32`` or ``float16`` (half the memory).
-    ``search``: ``exact``, or ``ann`` to answer approximately once the library holds
-    ``ann_min_chunks`` chunks, scanning ``ann_nprobe`` clusters per query chunk (faiss IVF).
+    ``search``: ``auto`` answers approximately once the library holds ``ann_min_chunks``
+    chunks, scanning ``ann_nprobe`` clusters per query chunk (faiss IVF), exactly below;
+    ``ann`` is its older name. ``exact`` scores every row; from ``ann_min_chunks`` chunks an
+    IVF index then only guesses query expansion's nearest chunks (one pass, same answers).
     ``query_expansion``: search each query chunk again together with its nearest indexed
     chunk (see :meth:`ChunkIndex.search`); a /search request may say otherwise.
     Scale out with ``shards``; replicas of one shard would share, and fight over, its workspace.
@@ -78,7 +80,7 @@ class SimpleIndexer(Executor):
     def __init__(
         self,
         dtype: str = "float32",
-        search: str = "exact",
+        search: str = "auto",
         ann_min_chunks: int = AnnSettings.min_chunks,
         ann_nprobe: int = AnnSettings.nprobe,
         query_expansion: bool = True,
@@ -86,9 +88,10 @@ class SimpleIndexer(Executor):
     ) -> None:
         super().__init__(**kwargs)
         self.query_expansion = check_flag("query_expansion", query_expansion)
-        if search not in ("exact", "ann"):
+        if search not in ("auto", "exact", "ann"):
             raise InvalidInputError(
-                f"search={search!r}: expected exact or ann (the indexer's uses_with in flow.yml)"
+                f"search={search!r}: expected auto, exact or ann (the indexer's uses_with in "
+                "flow.yml)"
             )
         self.shard = getattr(self.runtime_args, "shard_id", None) or 0
         self.shards = getattr(self.runtime_args, "shards", None) or 1
@@ -98,13 +101,11 @@ class SimpleIndexer(Executor):
                 "with its own nearest chunk, and the answers would differ from one index's"
             )
             self.query_expansion = False
-        ann = AnnSettings(min_chunks=ann_min_chunks, nprobe=ann_nprobe)
+        ann = AnnSettings(
+            min_chunks=ann_min_chunks, nprobe=ann_nprobe, approximate=search != "exact"
+        )
         self.index = ChunkIndex(
-            self.workspace,
-            dtype=dtype,
-            shard=self.shard,
-            shards=self.shards,
-            ann=ann if search == "ann" else None,
+            self.workspace, dtype=dtype, shard=self.shard, shards=self.shards, ann=ann
         )
         stats = self.index.stats()
         self.logger.info(

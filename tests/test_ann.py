@@ -5,8 +5,10 @@ import shutil
 import numpy as np
 import pytest
 
-from audiosearch.index import AnnSettings, ChunkIndex, ClipFilter, ClipToAdd
+from audiosearch.feedback import Judgments
+from audiosearch.index import AnnSettings, ChunkIndex, ClipFilter, ClipToAdd, normalize_rows
 from audiosearch.index.ann import IvfCandidates
+from audiosearch.index.scoring import guess_nearest
 
 ENCODER = "test/1"
 DIM = 32
@@ -154,3 +156,104 @@ def test_ann_search_expands_queries_as_exact_search_does(tmp_path, library):
     exact_score = {(q, h.uri): h.score for q, hits in enumerate(exact) for h in hits}
     shared = [(q, h) for q, hits in enumerate(approx) for h in hits if (q, h.uri) in exact_score]
     assert shared and all(h.score == pytest.approx(exact_score[q, h.uri]) for q, h in shared)
+
+
+def two_pass_expanded_top(clips: list[ClipToAdd], queries: np.ndarray, limit: int) -> list:
+    """The reference: each query plus its nearest stored chunk (a first full pass), scored
+    against every chunk (a second), each clip by its best chunk: [(uri, score)] best first."""
+    stored = [c.vectors / np.linalg.norm(c.vectors, axis=1, keepdims=True) for c in clips]
+    rows = np.concatenate(stored)
+    answers = []
+    for query in queries / np.linalg.norm(queries, axis=1, keepdims=True):
+        expanded = query + rows[np.argmax(rows @ query)]
+        expanded /= np.linalg.norm(expanded)
+        best = sorted(((float(max(s @ expanded)), c.uri) for c, s in
+                       zip(clips, stored, strict=True)), reverse=True)  # fmt: skip
+        answers.append([(uri, score) for score, uri in best[:limit]])
+    return answers
+
+
+def test_one_pass_expansion_returns_what_two_passes_did_right_or_wrong_guess(tmp_path, library):
+    clips, queries = library
+    # A stingy guess (1 cluster, 2 candidates) is often wrong: both paths are exercised; and
+    # a plain search at nprobe=1 would miss much, were it not exact.
+    stingy = AnnSettings(
+        min_chunks=1000, nprobe=1, approximate=False, guess_nprobe=1, guess_candidates=2
+    )
+    with ChunkIndex(tmp_path, ann=stingy) as index:
+        index.add(clips, encoder=ENCODER)
+        assert index.stats()["search"] == "exact"
+        found = index.search(queries, limit=10, encoder=ENCODER, expand=True)
+        plain = top_uris(index, queries, limit=10)
+        view = index._view()
+        within = np.ones(len(view.segments), dtype=bool)
+        guesses = guess_nearest(view, normalize_rows(queries), within)
+    with ChunkIndex(tmp_path / "exact") as index:  # an index kept for guesses only
+        index.add(clips, encoder=ENCODER)
+        assert plain == top_uris(index, queries, limit=10)
+    truth = two_pass_expanded_top(clips, queries, 10)
+    for hits, expected in zip(found, truth, strict=True):
+        assert [h.uri for h in hits] == [uri for uri, _ in expected]
+        assert [h.score for h in hits] == pytest.approx([s for _, s in expected], abs=1e-5)
+    rows = np.concatenate([c.vectors / np.linalg.norm(c.vectors, axis=1, keepdims=True)
+                           for c in clips])  # fmt: skip
+    nearest = np.argmax(normalize_rows(queries) @ rows.T, axis=1)
+    assert 0 < (guesses == nearest).sum() < len(queries)  # some guesses right, some wrong
+
+
+def test_one_pass_judged_search_equals_the_two_pass_one(tmp_path, library):
+    clips, queries = library
+    stingy = AnnSettings(min_chunks=1000, approximate=False, guess_nprobe=1, guess_candidates=2)
+    answers = []
+    for ann in (None, stingy):  # without an index every guess is missing: two passes
+        with ChunkIndex(tmp_path / str(ann is None), ann=ann) as index:
+            ids = [r.clip_id for r in index.add(clips, encoder=ENCODER)]
+            times = np.stack([np.arange(5) * 2.0, np.arange(5) * 2.0 + 4], 1)
+            answers.append(index.search_judged(
+                queries[:5], times, judgments=Judgments((ids[3], ids[9]), (ids[4],)),
+                limit=10, encoder=ENCODER, expand=True,
+            ))  # fmt: skip
+    two, one = answers
+    assert [m.clip_id for m in one] == [m.clip_id for m in two]
+    assert [m.score for m in one] == pytest.approx([m.score for m in two], abs=1e-5)
+
+
+def unclustered_clips(n: int, rng: np.random.Generator, classes: np.ndarray) -> list[ClipToAdd]:
+    """Clips of 2..8 chunks, each of one of ``classes`` (unit rows): with 10 clips per class,
+    weakly clustered, as bench/search.py's ``--clips-per-class 10`` library, hard for IVF."""
+    dim = classes.shape[1]
+    clips = []
+    for i in range(n):
+        centre = classes[rng.integers(len(classes))] + 0.9 * unit(rng.standard_normal(dim))
+        chunks = int(rng.integers(2, 9))
+        vectors = unit(centre) + 0.5 * unit(rng.standard_normal((chunks, dim)))
+        starts = np.arange(chunks) * 2.0
+        clips.append(ClipToAdd(f"/lib/u{i}.wav", 2.0 * chunks + 2, starts, starts + 4,
+                               vectors.astype(np.float32), "f1"))  # fmt: skip
+    return clips
+
+
+def unit(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)
+
+
+def test_ann_recall_against_brute_force_on_an_unclustered_library(tmp_path):
+    rng = np.random.default_rng(11)
+    classes = unit(rng.standard_normal((400, 128)))
+    clips = unclustered_clips(4000, rng, classes)  # about 20,000 chunks, 141 clusters
+    queries = np.concatenate([c.vectors[:1] for c in unclustered_clips(40, rng, classes)])
+    rows = np.concatenate([unit(c.vectors) for c in clips])
+    owner = np.repeat(np.arange(len(clips)), [len(c.vectors) for c in clips])
+    truth = []
+    for query in unit(queries):  # brute force: every chunk scored, each clip by its best
+        best = np.full(len(clips), -np.inf)
+        np.maximum.at(best, owner, rows @ query)
+        truth.append([clips[i].uri for i in np.argsort(-best)[:10]])
+    # The default candidates per clip, and the share of clusters the default nprobe scans at
+    # 1M chunks (128 of 1000): what keeps recall on such libraries.
+    settings = AnnSettings(min_chunks=1000, nprobe=round(0.128 * 141))
+    with ChunkIndex(tmp_path, ann=settings) as index:
+        index.add(clips, encoder=ENCODER)
+        assert index.stats()["search"] == "ann"
+        found = top_uris(index, queries, limit=10)
+    assert recall(found, truth) >= 0.95

@@ -105,9 +105,15 @@ class IvfCandidates:
         ]
         return np.concatenate(held) if held else np.empty(0, dtype=np.int64)
 
-    def search(self, queries: np.ndarray, k: int) -> np.ndarray:
-        """The ``k`` candidate rows per query (best first; -1 pads when fewer exist)."""
-        _, rows = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    def search(self, queries: np.ndarray, k: int, *, nprobe: int | None = None) -> np.ndarray:
+        """The ``k`` candidate rows per query (best first; -1 pads when fewer exist), scanning
+        ``nprobe`` clusters (the index's own setting if None)."""
+        params = (
+            None if nprobe is None else faiss.SearchParametersIVF(nprobe=min(nprobe, self.nlist))
+        )
+        _, rows = self.index.search(
+            np.ascontiguousarray(queries, dtype=np.float32), k, params=params
+        )
         return rows
 
 
@@ -117,10 +123,18 @@ class AnnSettings:
 
     #: Below this many chunks the exact search is fast enough and no ANN index is kept.
     min_chunks: int = 100_000
-    #: Clusters scanned per query chunk: more is slower and finds more of the true neighbours.
-    nprobe: int = 16
+    #: Clusters scanned per query chunk: more is slower and finds more of the true neighbours
+    #: (docs/benchmarks.md#search: 128 holds recall@10 >= 0.95 on a weakly clustered library).
+    nprobe: int = 128
     #: Candidate chunks per requested clip, scored exactly, then collapsed to their clips.
     candidates_per_clip: int = 16
+    #: False: every search scores all rows exactly, and the index only guesses each query
+    #: chunk's nearest row for query expansion (one pass over the rows instead of two).
+    approximate: bool = True
+    #: Clusters scanned, and candidates re-scored exactly, to guess a query chunk's nearest
+    #: row for query expansion: only one row per chunk is wanted, so it can afford more.
+    guess_nprobe: int = 32
+    guess_candidates: int = 32
 
 
 def ann_path(workspace: Path, generation: int) -> Path:

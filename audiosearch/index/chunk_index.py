@@ -153,7 +153,7 @@ class ChunkIndex:
                 "audio_seconds": float(self._clips.duration.sum()),
                 "encoder": self.encoder, "dim": self.dim, "dtype": self.dtype,
                 "vector_bytes": rows * self._vectors.row_bytes,
-                "search": "exact" if ann is None else "ann",
+                "search": "ann" if ann is not None and self._ann.settings.approximate else "exact",
                 "ann_clusters": None if ann is None else ann.nlist,
                 "shard": self.shard, "shards": self.shards,
             }  # fmt: skip

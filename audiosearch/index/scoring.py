@@ -35,13 +35,15 @@ __all__ = [
     "check_clip_filter",
     "check_min_score",
     "expand_queries",
+    "expanded_top",
+    "guess_nearest",
     "judged_search",
     "normalize_rows",
     "search_clips",
 ]
 
 #: Scores of one block of query chunks against every row are kept to about this size.
-_SCORE_BLOCK_BYTES = 64 << 20
+_SCORE_BLOCK_BYTES = 128 << 20
 
 #: Per query: its best segments, their best rows and those rows' scores, best first.
 Top = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -135,20 +137,77 @@ def search_clips(
     k = min(limit, int(allowed.sum()))
     if not k:
         return [[] for _ in queries]
-    if expand:  # ``exclude`` is not applied here: see ChunkIndex.search
-        queries = expand_queries(view, queries, passing)
-    return [chunk_hits(view, *top) for top in top_segments(view, queries, k, allowed)]
+    if not expand:
+        tops = top_segments(view, queries, k, allowed)
+    elif view.ann.index is not None and view.ann.settings.approximate:  # type: ignore[union-attr]
+        tops = top_segments(view, expand_queries(view, queries, passing), k, allowed)
+    else:  # ``exclude`` is not applied to the expansion: see ChunkIndex.search
+        tops = expanded_top(view, queries, k, allowed, passing)
+    return [chunk_hits(view, *top) for top in tops]
 
 
 def expand_queries(view: IndexView, queries: np.ndarray, within: np.ndarray) -> np.ndarray:
-    """Average query expansion, two passes: each query's nearest row in the segments ``within``
-    (found by a first search) is added to it, and the sum normalised, to be searched again.
+    """Average query expansion: each query's nearest row in the segments ``within`` (found by a
+    search) is added to it, and the sum normalised, to be searched again.
 
     The nearest row is usually of a clip of the same kind of sound, so the sum leans towards
     what the library's recordings of that sound share (bench/quality.py measures the gain).
     """
     near = top_segments(view, queries, 1, within)
     return _plus_rows(view, queries, np.array([rows[0] for _, rows, _ in near]))
+
+
+def guess_nearest(view: IndexView, queries: np.ndarray, within: np.ndarray) -> np.ndarray:
+    """Per query, a guess of its nearest row in the segments ``within``: the best of the ANN
+    index's candidates, scored exactly; -1 where there is no index or no candidate passes."""
+    guess = np.full(len(queries), -1, dtype=np.int64)
+    index, settings = view.ann.index, view.ann.settings
+    if index is None or settings is None or not len(queries):
+        return guess
+    found = index.search(queries, settings.guess_candidates, nprobe=settings.guess_nprobe)
+    for i, (query, rows) in enumerate(zip(queries, found, strict=True)):
+        rows = rows[rows >= 0]
+        rows = rows[within[view.segments.containing(rows)]]
+        if len(rows):
+            guess[i] = rows[int(np.argmax(view.vectors.float_rows(rows) @ query))]
+    return guess
+
+
+def expanded_top(
+    view: IndexView, queries: np.ndarray, k: int, allowed: np.ndarray, within: np.ndarray
+) -> list[Top]:
+    """Like :func:`top_segments` of the queries expanded (:func:`expand_queries`) with their
+    nearest rows in ``within``, scored exactly, mostly in one pass over the rows.
+
+    Each query's nearest row is guessed (:func:`guess_nearest`), and the queries and their
+    guessed expansions are scored in one product: its query columns give the true nearest rows,
+    so a wrong guess is seen there, and only the queries guessed wrong (all of them without an
+    ANN index) are expanded with their true nearest row and scored in a second pass.
+    """
+    per_block = max(1, _SCORE_BLOCK_BYTES // (8 * max(view.vectors.rows, 1)))
+    found: list[Top] = []
+    for lo in range(0, len(queries), per_block):
+        block = queries[lo : lo + per_block]
+        guess = guess_nearest(view, block, within)
+        known = np.flatnonzero(guess >= 0)
+        columns = np.concatenate([block, _plus_rows(view, block[known], guess[known])])
+        all_scores = scores(view, columns)
+        nearest = np.array(
+            [rows[0] for _, rows, _ in _top_of_scores(view, block, all_scores, 1, within)]
+        )
+        tops: list[Top | None] = [None] * len(block)
+        for column, i in enumerate(known, start=len(block)):
+            if nearest[i] == guess[i]:  # the guess was right: its column is the expansion's
+                tops[i] = next(_top_of_scores(
+                    view, columns[column : column + 1], all_scores[column : column + 1], k, allowed
+                ))  # fmt: skip
+        wrong = np.array([i for i, top in enumerate(tops) if top is None], dtype=np.int64)
+        if len(wrong):
+            expanded = _plus_rows(view, block[wrong], nearest[wrong])
+            for i, top in zip(wrong, _exact_top(view, expanded, k, allowed), strict=True):
+                tops[i] = top
+        found += tops  # type: ignore[arg-type]
+    return found
 
 
 def _plus_rows(view: IndexView, queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -200,9 +259,8 @@ def _half_product(queries: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 def top_segments(view: IndexView, queries: np.ndarray, k: int, allowed: np.ndarray) -> list[Top]:
     """Per query: its best ``k`` allowed segments, their best rows and those rows' scores;
     from ANN candidates where there is an ANN index and they hold enough, else exactly."""
-    found = (
-        _ann_top(view, queries, k, allowed) if view.ann.index is not None else [None] * len(queries)
-    )
+    approximate = view.ann.index is not None and view.ann.settings.approximate  # type: ignore[union-attr]
+    found = _ann_top(view, queries, k, allowed) if approximate else [None] * len(queries)
     missing = [i for i, top in enumerate(found) if top is None]
     per_block = max(1, _SCORE_BLOCK_BYTES // (4 * view.vectors.rows))
     for lo in range(0, len(missing), per_block):
@@ -214,9 +272,16 @@ def top_segments(view: IndexView, queries: np.ndarray, k: int, allowed: np.ndarr
 
 def _exact_top(view: IndexView, queries: np.ndarray, k: int, allowed: np.ndarray) -> Iterator[Top]:
     """Per query: the best ``k`` allowed segments, their best rows and those rows' scores."""
+    return _top_of_scores(view, queries, scores(view, queries), k, allowed)
+
+
+def _top_of_scores(
+    view: IndexView, queries: np.ndarray, all_scores: np.ndarray, k: int, allowed: np.ndarray
+) -> Iterator[Top]:
+    """:func:`_exact_top` from ``all_scores``, the first ``len(queries)`` rows of which are
+    those queries' scores against every row."""
     starts, ends = view.segments.starts, view.segments.ends
-    all_scores = scores(view, queries)
-    best = np.maximum.reduceat(all_scores, starts, axis=1)
+    best = np.maximum.reduceat(all_scores[: len(queries)], starts, axis=1)
     best[:, ~allowed] = -np.inf
     tops = np.argpartition(-best, k - 1, axis=1)[:, :k]
     for q, top in enumerate(tops):
@@ -309,24 +374,33 @@ def _judged_scores(
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Each segment's score before the judgments spread: its best cosine with a liked example
     plus its best cosine with a query chunk; and the queries as scored. With ``expand`` each
-    query is expanded with its nearest row in the segments ``not_disliked`` (found in the
-    first pass over the rows) and scored in a second pass."""
+    query is expanded with its nearest row in the segments ``not_disliked``: guessed and
+    checked in one pass over the rows, as in :func:`expanded_top`."""
     # Each liked example enters the pass over the rows as its mean direction: one vector, not
     # one per chunk, so a search with judgments costs about what one without does; the graph
     # of _judged_order compares the candidates with every chunk.
     centres = [normalize_rows(e.mean(axis=0, keepdims=True)) for e in examples]
-    first, nearest = _best_per_segment(
-        view, np.concatenate([queries, *centres]) if examples else queries, not_disliked
-    )
+    n = len(queries)
+    guess = guess_nearest(view, queries, not_disliked) if expand else np.empty(0, np.int64)
+    known = np.flatnonzero(guess >= 0)
+    guessed = _plus_rows(view, queries[known], guess[known]) if len(known) else queries[:0]
+    first, nearest = _best_per_segment(view, np.concatenate([queries, guessed, *centres]),
+                                       not_disliked)  # fmt: skip
     score = np.zeros(len(view.segments))
     if examples:
-        score += first[len(queries) :].max(axis=0)
-    if len(queries):
+        score += first[n + len(known) :].max(axis=0)
+    if n:
+        query_best = first[:n]
         if expand:
-            queries = _plus_rows(view, queries, nearest[: len(queries)])
-            query_best = _best_per_segment(view, queries)[0]
-        else:
-            query_best = first[: len(queries)]
+            query_best = np.empty_like(query_best)
+            right = nearest[known] == guess[known]  # the query columns give the true nearest
+            query_best[known[right]] = first[n : n + len(known)][right]
+            wrong = np.setdiff1d(np.arange(n), known[right])
+            if len(wrong):
+                query_best[wrong] = _best_per_segment(
+                    view, _plus_rows(view, queries[wrong], nearest[wrong])
+                )[0]
+            queries = _plus_rows(view, queries, nearest[:n])
         score += query_best.max(axis=0)
     return queries, score
 
