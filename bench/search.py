@@ -14,9 +14,9 @@ in the same run, for 10 s queries (5 chunks), limit 10, timed query by query:
 - then an ANN index is built (``search: exact`` keeps it only to guess expansion neighbours) and
   the exact search with query expansion in one pass is interleaved with faiss again; the notes
   say how often the guess is wrong (those queries pay a second pass over their columns);
-- ann: the ``search: auto`` mode at this size (faiss IVF, 8-bit codes, candidates re-scored
-  exactly) at each ``--nprobe`` (the first also with query expansion); recall@10 is the share
-  of the exact top-10 clips it returns;
+- ann: the ``search: auto`` mode at this size (faiss IVF, 4-bit fast-scan codes, candidates
+  re-scored exactly) at each ``--nprobe`` (the first also with query expansion); recall@10 is
+  the share of the exact top-10 clips it returns;
 - float16: the exact search over float16 rows, plain and with query expansion in one pass;
 - memory: resident bytes per chunk of a fresh process that opened the index and searched once
   (the memory-mapped rows included), and how long opening took;
@@ -29,7 +29,8 @@ in the same run, for 10 s queries (5 chunks), limit 10, timed query by query:
 - ``--large``: float16 libraries in ``search: auto``: store time, ANN build (trained on a
   sample, filled from the memory-mapped rows a block at a time), disk bytes, the time a fresh
   process takes to open it (loading the saved ANN file), resident bytes, ANN p50 and recall@10
-  against the exact search.
+  against the exact search; with ``--flow-start``, seconds until ``app.py serve --dtype float16``
+  on it answers HTTP.
 
 The load averages at the start and end of each library and of the refine-by-example rows are
 in the notes: the machine may be shared, so compare ratios measured in one run.
@@ -276,11 +277,13 @@ def open_and_search_once(workspace: Path, dtype: str, ann: bool) -> None:
     index.close()
 
 
-def flow_start_seconds(workspace: Path) -> float:
-    """Seconds until ``app.py serve`` on ``workspace`` answers HTTP."""
+def flow_start_seconds(workspace: Path, *options: str) -> float:
+    """Seconds until ``app.py serve`` on ``workspace`` (with ``options``) answers HTTP."""
     from tests.conftest import start_server
 
-    seconds, server = timed(lambda: start_server(workspace, "--encoder", "sfx", timeout=600))
+    seconds, server = timed(
+        lambda: start_server(workspace, "--encoder", "sfx", *options, timeout=600)
+    )
     server.stop()
     return seconds
 
@@ -430,20 +433,25 @@ def large_library(chunks: int, args: argparse.Namespace, notes: list[str]) -> li
     centres = class_centres(chunks, args.clips_per_class[-1])
     queries = synthetic.queries(args.queries, centres)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-        workspace = Path(tmp)
+        flow_workspace = Path(tmp) / "flow"
+        workspace = flow_workspace / "SimpleIndexer" / "0"  # where the flow's indexer looks
         stored = build(workspace, centres, chunks, dtype="float16")
         built, index = timed(lambda: ChunkIndex(workspace, dtype="float16", ann=AnnSettings()))
         index.close()
         disk = sum(p.stat().st_size for p in workspace.iterdir())
         opened = measure_open(workspace, "float16", ann=True)
         notes.append(f"{label}: stored in {stored:.0f} s, ANN index built in {built:.0f} s; "
-                     f"{disk / chunks:,.0f} B/chunk on disk; a fresh process opens it (loading "
-                     f"the ANN file) in {opened['open_seconds']:.1f} s")  # fmt: skip
+                     f"{disk / chunks:,.0f} B/chunk on disk ({disk / 1e9:.1f} GB); a fresh "
+                     "process opens it (loading the ANN file) in "
+                     f"{opened['open_seconds']:.1f} s")  # fmt: skip
         with ChunkIndex(workspace, dtype="float16", ann=AnnSettings(approximate=False)) as index:
             truth = [search_clips(index, q, args.limit) for q in queries]  # exact, untimed
         with ChunkIndex(workspace, dtype="float16", ann=AnnSettings()) as index:
             times, found = time_queries(index, queries, args.limit)
             expanded, _ = time_queries(index, queries, args.limit, expand=True)
+        if args.flow_start:
+            start = flow_start_seconds(flow_workspace, "--dtype", "float16")
+            notes.append(f"{label}: `app.py serve --dtype float16` answers in {start:.1f} s")
     notes.append(f"{label}: load average (1/5/15 min) at the end: {loads()}")
     nprobe = AnnSettings().nprobe
     return [
@@ -474,7 +482,7 @@ def print_results(rows: list[Row], feedback: list[FeedbackRow], notes: list[str]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=30, help="10 s queries per size")
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--nprobe", type=int, nargs="+", default=[16, 32])

@@ -28,7 +28,7 @@ def flow_config(
     *, port: int | None = None, host: str | None = None, workspace: str | None = None,
     encoder: str | None = None, models_dir: str | None = None,
     allowed_roots: Sequence[str] = (), max_seconds: float | None = None,
-    shards: int | None = None,
+    shards: int | None = None, dtype: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """flow.yml as a dict, with the given values put in place of its own.
 
@@ -45,6 +45,8 @@ def flow_config(
         executors["indexer"]["workspace"] = str(Path(workspace).absolute())
     if shards is not None:
         executors["indexer"]["shards"] = shards
+    if dtype is not None:
+        executors["indexer"]["uses_with"]["dtype"] = dtype
     if encoder is not None:
         executors["encoder"]["uses_with"]["encoder"] = encoder
     if models_dir is not None:

@@ -90,6 +90,11 @@ def parser() -> argparse.ArgumentParser:
     commands.choices["serve"].add_argument(
         "--shards", type=int, help="indexer shards; keep the number an index was built with (1)"
     )
+    commands.choices["serve"].add_argument(
+        "--dtype", choices=("float32", "float16"),
+        help="how vectors are stored (flow.yml: float32); float16 halves their size, and an "
+        "index stored the other way is converted on start",
+    )  # fmt: skip
     commands.choices["demo"].add_argument(
         "--queries", type=int, default=3, help="how many toy clips to search with"
     )

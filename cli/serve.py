@@ -94,7 +94,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     config = flow_config(
         port=port, host=host, workspace=args.workspace, encoder=args.encoder,
         models_dir=args.models_dir, allowed_roots=args.allowed_root, max_seconds=args.max_seconds,
-        shards=args.shards,
+        shards=args.shards, dtype=args.dtype,
     )  # fmt: skip
     url = base_url(config)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `docker stop`: as Ctrl-C

@@ -2,6 +2,7 @@
 
 import shutil
 
+import faiss
 import numpy as np
 import pytest
 
@@ -11,8 +12,8 @@ from audiosearch.index.ann import IvfCandidates
 from audiosearch.index.scoring import guess_nearest
 
 ENCODER = "test/1"
-DIM = 32
-ANN = AnnSettings(min_chunks=1000, nprobe=8)
+DIM = 128  # 4-bit codes of 4 dims each: a real embedding has 512, 32 would quantise too coarsely
+ANN = AnnSettings(min_chunks=1000, nprobe=16)  # about a fifth of the clusters
 
 
 def clustered_clips(n: int, rng: np.random.Generator, *, prefix: str = "c") -> list[ClipToAdd]:
@@ -114,6 +115,25 @@ def test_a_stale_saved_ann_index_is_brought_up_to_date_on_opening(tmp_path, libr
     with ChunkIndex(tmp_path, ann=ANN) as index:
         assert top_uris(index, queries, limit=10) == expected
         assert clips[0].uri not in {u for uris in top_uris(index, queries, limit=50) for u in uris}
+
+
+def test_an_ann_file_with_an_older_kind_of_codes_is_rebuilt(tmp_path, library):
+    clips, queries = library
+    with ChunkIndex(tmp_path, ann=ANN) as index:
+        index.add(clips, encoder=ENCODER)
+        expected = top_uris(index, queries, limit=10)
+    [saved] = tmp_path.glob("ann.*.faiss")
+    rows = np.concatenate([normalize_rows(c.vectors) for c in clips])
+    older = faiss.IndexIVFScalarQuantizer(  # what releases before fast-scan codes saved
+        faiss.IndexFlatIP(DIM), DIM, 8, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+    )
+    older.train(rows)
+    older.add_with_ids(rows[:100], np.arange(100, dtype=np.int64))  # and out of date
+    faiss.write_index(older, str(saved))
+    with ChunkIndex(tmp_path, ann=ANN) as index:
+        assert index.stats()["ann_clusters"] > 8  # built afresh
+        assert top_uris(index, queries, limit=10) == expected
+    assert isinstance(faiss.read_index(str(saved)), faiss.IndexIVFPQFastScan)
 
 
 def test_filtered_searches_fall_back_to_exact_when_candidates_run_short(tmp_path, library):
@@ -240,7 +260,7 @@ def unit(vectors: np.ndarray) -> np.ndarray:
 def test_ann_recall_against_brute_force_on_an_unclustered_library(tmp_path):
     rng = np.random.default_rng(11)
     classes = unit(rng.standard_normal((400, 128)))
-    clips = unclustered_clips(4000, rng, classes)  # about 20,000 chunks, 141 clusters
+    clips = unclustered_clips(4000, rng, classes)  # about 20,000 chunks, 283 clusters
     queries = np.concatenate([c.vectors[:1] for c in unclustered_clips(40, rng, classes)])
     rows = np.concatenate([unit(c.vectors) for c in clips])
     owner = np.repeat(np.arange(len(clips)), [len(c.vectors) for c in clips])
@@ -250,8 +270,8 @@ def test_ann_recall_against_brute_force_on_an_unclustered_library(tmp_path):
         np.maximum.at(best, owner, rows @ query)
         truth.append([clips[i].uri for i in np.argsort(-best)[:10]])
     # The default candidates per clip, and the share of clusters the default nprobe scans at
-    # 1M chunks (128 of 1000): what keeps recall on such libraries.
-    settings = AnnSettings(min_chunks=1000, nprobe=round(0.128 * 141))
+    # 1M chunks (256 of 2000): what keeps recall on such libraries.
+    settings = AnnSettings(min_chunks=1000, nprobe=round(256 / 2000 * 283))
     with ChunkIndex(tmp_path, ann=settings) as index:
         index.add(clips, encoder=ENCODER)
         assert index.stats()["search"] == "ann"

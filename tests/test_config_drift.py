@@ -76,7 +76,7 @@ def flow_value(path: str):
     [("--port", "with.port"), ("--host", "with.host"), ("--workspace", "indexer.workspace"),
      ("--encoder", "encoder.uses_with.encoder"), ("--models-dir", "encoder.uses_with.models_dir"),
      ("--max-seconds", "segmenter.uses_with.read_policy.max_seconds"),
-     ("--shards", "indexer.shards")],
+     ("--shards", "indexer.shards"), ("--dtype", "indexer.uses_with.dtype")],
 )  # fmt: skip
 def test_app_help_quotes_flow_yml_as_it_is(option, path):
     quoted = re.search(r"flow\.yml: ([^;)]+)", help_texts()[option])

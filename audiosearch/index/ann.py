@@ -1,10 +1,11 @@
 """Approximate nearest-neighbour candidates for large libraries: a faiss inverted-file index.
 
-The index partitions the chunk rows into ``nlist`` clusters (k-means) and keeps each row as an
-8-bit scalar-quantised code in its cluster's list (a quarter of the float32 size). A query
-scans the ``nprobe`` clusters nearest to it. It only proposes candidate rows: the caller scores
-them exactly against the stored vectors, so reported scores never carry quantisation error.
-Row numbers are the ids, so rows can be added and removed without rebuilding.
+The index partitions the chunk rows into ``nlist`` clusters (k-means) and keeps each row as a
+4-bit product-quantised code in its cluster's list (faiss "fast scan": one byte per 8
+dimensions, scanned with SIMD table lookups). A query scans the ``nprobe`` clusters nearest to
+it. It only proposes candidate rows: the caller scores them exactly against the stored vectors,
+so reported scores never carry quantisation error. Row numbers are the ids, so rows can be added
+and removed without rebuilding. docs/benchmarks.md#ann-codes says why these codes and sizes.
 
 :class:`AnnCache` keeps such an index in step with the vector file's live rows and saves it as
 ``ann.<generation>.faiss``: a cache, brought up to date when it opens.
@@ -33,33 +34,42 @@ __all__ = [
 ]
 
 #: Training points per cluster: faiss wants at least 39; more buys little but costs time.
-TRAIN_POINTS_PER_LIST = 64
+TRAIN_POINTS_PER_LIST = 40
+#: Dimensions per product-quantiser sub-vector, each coded in 4 bits.
+DIMS_PER_CODE = 4
+#: The product quantiser fits 16 centroids per sub-vector: it needs this many points at least.
+MIN_TRAIN_POINTS = 16 * TRAIN_POINTS_PER_LIST
 
 
 def list_count(rows: int) -> int:
-    """The number of clusters for ``rows`` vectors: about their square root."""
-    return max(1, round(math.sqrt(rows)))
+    """The number of clusters for ``rows`` vectors: about twice their square root (finer lists
+    hold recall on weakly clustered libraries at a smaller share of rows scanned)."""
+    return max(1, round(2 * math.sqrt(rows)))
+
+
+def _sub_vectors(dim: int) -> int:
+    """How many sub-vectors a ``dim``-dimensional row is cut into: ``dim / DIMS_PER_CODE``, or
+    the nearest smaller divisor of ``dim``."""
+    return next(m for m in range(max(1, dim // DIMS_PER_CODE), 0, -1) if dim % m == 0)
 
 
 class IvfCandidates:
-    """A faiss ``IndexIVFScalarQuantizer`` (inner product) keyed by row number."""
+    """A faiss ``IndexIVFPQFastScan`` (inner product) keyed by row number."""
 
-    def __init__(self, index: faiss.IndexIVFScalarQuantizer, nprobe: int) -> None:
+    def __init__(self, index: faiss.IndexIVFPQFastScan, nprobe: int) -> None:
         self.index = index
         self.index.nprobe = min(nprobe, index.nlist)
 
     @classmethod
     def train(cls, sample: np.ndarray, *, nlist: int, nprobe: int) -> IvfCandidates:
-        """An empty index whose clusters and quantiser are fitted to ``sample`` (unit rows)."""
+        """An empty index whose clusters and codes are fitted to ``sample`` (unit rows)."""
         dim = sample.shape[1]
-        index = faiss.IndexIVFScalarQuantizer(
-            faiss.IndexFlatIP(dim),
-            dim,
-            nlist,
-            faiss.ScalarQuantizer.QT_8bit,
-            faiss.METRIC_INNER_PRODUCT,
+        index = faiss.IndexIVFPQFastScan(
+            faiss.IndexFlatIP(dim), dim, nlist, _sub_vectors(dim), 4, faiss.METRIC_INNER_PRODUCT
         )
+        index.by_residual = False  # codes of the rows themselves: one lookup table per query
         index.cp.seed = 1234  # the same sample gives the same clusters
+        index.cp.niter = 10  # not faiss's 25: training dominates a large build; recall held
         index.train(np.ascontiguousarray(sample, dtype=np.float32))
         return cls(index, nprobe)
 
@@ -75,6 +85,11 @@ class IvfCandidates:
         with open(partial, "rb") as f:
             os.fsync(f.fileno())
         os.replace(partial, path)
+
+    @property
+    def outdated(self) -> bool:
+        """Whether the index holds another kind of code than :meth:`train` makes now."""
+        return not isinstance(self.index, faiss.IndexIVFPQFastScan)
 
     @property
     def nlist(self) -> int:
@@ -123,18 +138,29 @@ class AnnSettings:
 
     #: Below this many chunks the exact search is fast enough and no ANN index is kept.
     min_chunks: int = 100_000
-    #: Clusters scanned per query chunk: more is slower and finds more of the true neighbours
-    #: (docs/benchmarks.md#search: 128 holds recall@10 >= 0.95 on a weakly clustered library).
-    nprobe: int = 128
-    #: Candidate chunks per requested clip, scored exactly, then collapsed to their clips.
-    candidates_per_clip: int = 16
+    #: Clusters scanned per query chunk, of about 2 x sqrt(chunks): more is slower and finds more
+    #: of the true neighbours (docs/benchmarks.md#search: 256 holds recall@10 >= 0.95 on a
+    #: weakly clustered library of 1M chunks).
+    nprobe: int = 256
+    #: Candidate chunks per requested clip, scored exactly, then collapsed to their clips: the
+    #: 4-bit codes rank roughly, so the true best rows are found among many candidates.
+    candidates_per_clip: int = 50
     #: False: every search scores all rows exactly, and the index only guesses each query
     #: chunk's nearest row for query expansion (one pass over the rows instead of two).
     approximate: bool = True
     #: Clusters scanned, and candidates re-scored exactly, to guess a query chunk's nearest
     #: row for query expansion: only one row per chunk is wanted, so it can afford more.
-    guess_nprobe: int = 32
-    guess_candidates: int = 32
+    guess_nprobe: int = 512
+    guess_candidates: int = 100
+
+
+def _only_in_each(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The row numbers only in ``first`` and those only in ``second``, sorted; by marks in a
+    mask rather than sorting (np.setdiff1d took seconds per million rows, at every start)."""
+    size = max(int(first.max(initial=-1)), int(second.max(initial=-1))) + 1
+    in_first, in_second = np.zeros(size, dtype=bool), np.zeros(size, dtype=bool)
+    in_first[first], in_second[second] = True, True
+    return np.flatnonzero(in_first & ~in_second), np.flatnonzero(in_second & ~in_first)
 
 
 def ann_path(workspace: Path, generation: int) -> Path:
@@ -164,18 +190,21 @@ class AnnCache:
             return
         alive = clips.alive_rows()
         if self.index is None and path.exists():
-            self.index = IvfCandidates.load(path, nprobe=settings.nprobe)
-            held = self.index.rows()
-            self.index.remove(np.setdiff1d(held, alive))  # changed since it was saved
-            self.add_rows(np.setdiff1d(alive, held), read)
-        if self.index is None or len(alive) > 4 * self.index.nlist**2:
+            loaded = IvfCandidates.load(path, nprobe=settings.nprobe)
+            if loaded.outdated:  # saved by an older release
+                return self._build(path, alive, read)
+            self.index = loaded
+            gone, new = _only_in_each(self.index.rows(), alive)  # changed since it was saved
+            self.index.remove(gone)
+            self.add_rows(new, read)
+        if self.index is None or list_count(len(alive)) > 2 * self.index.nlist:  # 4x the rows
             self._build(path, alive, read)
 
     def _build(self, path: Path, alive: np.ndarray, read: RowReader) -> None:
         """Fit clusters to a sample of the ``alive`` rows, then add them all."""
         nlist = list_count(len(alive))
         rng = np.random.default_rng(0)
-        size = min(len(alive), nlist * TRAIN_POINTS_PER_LIST)
+        size = min(len(alive), max(nlist * TRAIN_POINTS_PER_LIST, MIN_TRAIN_POINTS))
         sample = np.sort(rng.choice(alive, size, replace=False))
         self.index = IvfCandidates.train(
             read(sample),

@@ -152,9 +152,14 @@ def expand_queries(view: IndexView, queries: np.ndarray, within: np.ndarray) -> 
 
     The nearest row is usually of a clip of the same kind of sound, so the sum leans towards
     what the library's recordings of that sound share (bench/quality.py measures the gain).
+    The ANN index guesses it (:func:`guess_nearest`); a query it finds nothing for is searched.
     """
-    near = top_segments(view, queries, 1, within)
-    return _plus_rows(view, queries, np.array([rows[0] for _, rows, _ in near]))
+    near = guess_nearest(view, queries, within)
+    unknown = np.flatnonzero(near < 0)
+    if len(unknown):
+        found = top_segments(view, queries[unknown], 1, within)
+        near[unknown] = [rows[0] for _, rows, _ in found]
+    return _plus_rows(view, queries, near)
 
 
 def guess_nearest(view: IndexView, queries: np.ndarray, within: np.ndarray) -> np.ndarray:
