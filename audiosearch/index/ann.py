@@ -149,9 +149,11 @@ class AnnSettings:
     #: chunk's nearest row for query expansion (one pass over the rows instead of two).
     approximate: bool = True
     #: Clusters scanned, and candidates re-scored exactly, to guess a query chunk's nearest
-    #: row for query expansion: only one row per chunk is wanted, so it can afford more.
+    #: row for query expansion: only one row per chunk is wanted, so it can afford more. Many
+    #: candidates: where a sound class has thousands of near rows, the 4-bit codes rank the
+    #: nearest one anywhere among the first few hundred.
     guess_nprobe: int = 512
-    guess_candidates: int = 100
+    guess_candidates: int = 1000
 
 
 def _only_in_each(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
