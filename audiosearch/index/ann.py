@@ -69,7 +69,7 @@ class IvfCandidates:
         )
         index.by_residual = False  # codes of the rows themselves: one lookup table per query
         index.cp.seed = 1234  # the same sample gives the same clusters
-        index.cp.niter = 10  # not faiss's 25: training dominates a large build; recall held
+        index.cp.niter = 10  # not faiss's 25: training dominates large builds; recall taken at 10
         index.train(np.ascontiguousarray(sample, dtype=np.float32))
         return cls(index, nprobe)
 
@@ -199,6 +199,7 @@ class AnnCache:
             gone, new = _only_in_each(self.index.rows(), alive)  # changed since it was saved
             self.index.remove(gone)
             self.add_rows(new, read)
+            self.changed = bool(len(gone) or len(new))  # else closing need not rewrite the file
         if self.index is None or list_count(len(alive)) > 2 * self.index.nlist:  # 4x the rows
             self._build(path, alive, read)
 
